@@ -1,0 +1,190 @@
+"""The `tiering` command: generate sample extracts, ingest, run a month, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import textwrap
+from pathlib import Path
+
+import flows  # noqa: F401  (sets the no-telemetry environment before anything else loads)
+from flows.months import complete_months, month_end, parse_as_of, parse_date
+
+EXAMPLES = textwrap.dedent("""\
+    examples:
+      tiering generate --out landing --customers 20000 --start 2026-07-01 --end 2026-10-31
+      tiering ingest --landing landing
+      tiering run --landing landing --as-of 2026-10-31
+      tiering demo
+      duckdb -readonly warehouse/published.duckdb "from tier_summary"
+    """)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tiering", description="Customer tiering pipeline for banks (客户分层).",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    warehouse_help = "warehouse folder (default: $TIERING_WAREHOUSE or ./warehouse)"
+
+    gen = add("generate", "write sample core-banking extract batches per the extract spec",
+              "tiering generate --out landing --customers 20000 --start 2026-07-01 --end 2026-10-31")
+    gen.add_argument("--out", required=True, type=Path, help="landing folder to write batches into")
+    gen.add_argument("--customers", required=True, type=int, help="number of customers")
+    gen.add_argument("--start", required=True, type=parse_date, help="first business date (YYYY-MM-DD)")
+    gen.add_argument("--end", required=True, type=parse_date, help="last business date (YYYY-MM-DD)")
+    gen.add_argument("--seed", type=int, default=42, help="random seed (same seed, same files; default 42)")
+    gen.add_argument("--encoding", default="GBK", choices=["GBK", "UTF-8"], help="file encoding (default GBK)")
+
+    ing = add("ingest", "load every complete, not yet loaded batch from a landing folder",
+              "tiering ingest --landing landing --date 2026-07-01 --force")
+    ing.add_argument("--landing", required=True, type=Path, help="landing folder with <YYYYMMDD>/ batches")
+    ing.add_argument("--date", type=parse_date, help="only this business date")
+    ing.add_argument("--force", action="store_true", help="replace a loaded date whose content changed")
+    ing.add_argument("--warehouse", help=warehouse_help)
+
+    run = add("run", "ingest pending batches, build, gate and publish one month",
+              "tiering run --landing landing --as-of 2026-10-31")
+    run.add_argument("--landing", required=True, type=Path, help="landing folder with <YYYYMMDD>/ batches")
+    run.add_argument("--as-of", required=True, type=parse_as_of, help="the month's last day (or YYYY-MM)")
+    run.add_argument("--warehouse", help=warehouse_help)
+    run.add_argument("--rules", type=Path, help="rules file (default rules/tiering_rules.yml)")
+    run.add_argument("--force", action="store_true", help="replace loaded dates whose content changed")
+
+    demo = add("demo", "generate a sample (about 20 k customers, 4 months) and run every complete month",
+               "tiering demo --dir demo --customers 20000 --months 4")
+    demo.add_argument("--dir", type=Path, default=Path("demo"), help="demo folder (default ./demo)")
+    demo.add_argument("--customers", type=int, default=20_000, help="customers (default 20000)")
+    demo.add_argument("--start", type=parse_date, default=dt.date(2026, 7, 1),
+                      help="first day of the sample (default 2026-07-01)")
+    demo.add_argument("--months", type=int, default=4, help="months of data (default 4)")
+    demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    return parser
+
+
+def _generate(args) -> int:
+    from rich.progress import Progress
+
+    from flows.generate import generate
+
+    days = (args.end - args.start).days + 1
+    with Progress(transient=True) as progress:
+        task = progress.add_task("generating batches", total=max(days, 0))
+        summary = generate(args.out, args.customers, args.start, args.end, seed=args.seed,
+                           encoding=args.encoding, progress=lambda _day: progress.advance(task))
+    print(f"wrote {summary.days} daily batches for {summary.customers} customers to {args.out}")
+    return 0
+
+
+def _ingest(args) -> int:
+    from flows.ingest import ingest_flow
+    from flows.settings import Settings
+
+    settings = Settings.from_env(warehouse=args.warehouse)
+    report = ingest_flow(landing=str(args.landing), warehouse=str(settings.warehouse),
+                         date=args.date.isoformat() if args.date else None, force=args.force,
+                         wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds)
+    _print_ingest(report)
+    return 0
+
+
+def _print_ingest(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="batches")
+    for column in ("batch", "outcome", "records", "loaded", "quarantined"):
+        table.add_column(column)
+    for batch in report.batches:
+        counts = batch.tables.values()
+        table.add_row(str(batch.batch_date), batch.outcome, str(sum(c.records for c in counts)),
+                      str(sum(c.loaded for c in counts)), str(sum(c.quarantined for c in counts)))
+    Console().print(table)
+
+
+def _run_month(landing: Path, as_of: dt.date, warehouse: str | None, rules: Path | None, force: bool):
+    from flows.pipeline import tiering_run
+
+    return tiering_run(landing=str(landing), as_of=as_of.isoformat(), warehouse=warehouse,
+                       rules=str(rules) if rules else None, force=force)
+
+
+def _run(args) -> int:
+    from flows.settings import Settings
+
+    _run_month(args.landing, args.as_of, args.warehouse, args.rules, args.force)
+    settings = Settings.from_env(warehouse=args.warehouse)
+    print_tier_summary(settings.published_db, args.as_of)
+    return 0
+
+
+def _demo(args) -> int:
+    from flows.generate import generate
+    from flows.settings import Settings
+
+    if args.months < 1 or args.start.day != 1:
+        raise ValueError("demo needs --months ≥ 1 and --start on a month's first day")
+    end = month_end(args.start)
+    for _ in range(args.months - 1):
+        end = month_end(end + dt.timedelta(days=1))
+    landing, warehouse = args.dir / "landing", args.dir / "warehouse"
+    print(f"generating {args.customers} customers, {args.start} … {end} into {landing}")
+    generate(landing, args.customers, args.start, end, seed=args.seed)
+    for as_of in complete_months(args.start, end):
+        print(f"running month {as_of:%Y-%m}")
+        _run_month(landing, as_of, str(warehouse), None, False)
+    settings = Settings.from_env(warehouse=warehouse)
+    print_tier_summary(settings.published_db, end)
+    print(textwrap.dedent(f"""
+        where to look:
+          published tiers   duckdb -readonly {settings.published_db} "from customer_segment limit 10"
+          Parquet exports   {settings.exports_dir}/
+          gate results      {settings.reports_dir}/{end:%Y-%m}/gate.html
+          working database  {settings.working_db} (raw, audit, dbt layers; pipeline only)
+        """))
+    return 0
+
+
+def print_tier_summary(published_db: Path, as_of: dt.date) -> None:
+    """Print the published tier summary of one month from the consumer database."""
+    import duckdb
+    from rich.console import Console
+    from rich.table import Table
+
+    with duckdb.connect(str(published_db), read_only=True) as con:
+        rows = con.execute(
+            "select rule_set, tier, tier_name, customers, on_watch_customers, total_avg_daily_aum_cny "
+            "from tier_summary where as_of_month = ? order by rule_set, tier_rank desc", [as_of]).fetchall()
+    table = Table(title=f"tier summary {as_of:%Y-%m} ({published_db})")
+    for column in ("rule set", "tier", "name", "customers", "on watch", "Σ avg daily AUM (CNY)"):
+        table.add_column(column, justify="right" if column[0] in "coΣ" else "left")
+    for rule_set, tier, name, customers, watch, aum in rows:
+        table.add_row(rule_set, tier, name, f"{customers:,}", f"{watch:,}", f"{aum:,.2f}")
+    Console().print(table)
+
+
+COMMANDS = {"generate": _generate, "ingest": _ingest, "run": _run, "demo": _demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tiering` console script; exit 0 on success, 1 with a one-line reason otherwise."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"tiering {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure ends as one actionable line, not a traceback
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"tiering {args.command}: failed: {reason}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

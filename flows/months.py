@@ -1,0 +1,46 @@
+"""Month arithmetic shared by the CLI and the flows (an evaluation month is named by its last day)."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+
+
+def month_end(day: dt.date) -> dt.date:
+    """The last calendar day of `day`'s month."""
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def parse_as_of(text: str) -> dt.date:
+    """Parse an evaluation month given as its last day (YYYY-MM-DD) or as YYYY-MM."""
+    text = text.strip()
+    try:
+        if len(text) == 7:
+            return month_end(dt.date.fromisoformat(text + "-01"))
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"as-of {text!r} is not a date: use the month's last day, e.g. 2026-03-31") from None
+    if day != month_end(day):
+        raise ValueError(f"as-of {text} is not a month's last day: did you mean {month_end(day).isoformat()}?")
+    return day
+
+
+def parse_date(text: str) -> dt.date:
+    """Parse YYYY-MM-DD or YYYYMMDD."""
+    text = text.strip()
+    try:
+        if len(text) == 8 and text.isdigit():
+            return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def complete_months(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Month ends of the months wholly inside [start, end]."""
+    months = []
+    first = start if start.day == 1 else month_end(start) + dt.timedelta(days=1)
+    while month_end(first) <= end:
+        months.append(month_end(first))
+        first = month_end(first) + dt.timedelta(days=1)
+    return months
