@@ -21,6 +21,22 @@ EXAMPLES = textwrap.dedent("""\
     """)
 
 
+def _argument(parse):
+    """Wrap a parser so argparse shows its message (argparse hides a plain ValueError's text)."""
+
+    def wrapped(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    wrapped.__name__ = parse.__name__
+    return wrapped
+
+
+_as_of_arg, _date_arg = _argument(parse_as_of), _argument(parse_date)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tiering", description="Customer tiering pipeline for banks (客户分层).",
@@ -37,22 +53,22 @@ def _parser() -> argparse.ArgumentParser:
               "tiering generate --out landing --customers 20000 --start 2026-07-01 --end 2026-10-31")
     gen.add_argument("--out", required=True, type=Path, help="landing folder to write batches into")
     gen.add_argument("--customers", required=True, type=int, help="number of customers")
-    gen.add_argument("--start", required=True, type=parse_date, help="first business date (YYYY-MM-DD)")
-    gen.add_argument("--end", required=True, type=parse_date, help="last business date (YYYY-MM-DD)")
+    gen.add_argument("--start", required=True, type=_date_arg, help="first business date (YYYY-MM-DD)")
+    gen.add_argument("--end", required=True, type=_date_arg, help="last business date (YYYY-MM-DD)")
     gen.add_argument("--seed", type=int, default=42, help="random seed (same seed, same files; default 42)")
     gen.add_argument("--encoding", default="GBK", choices=["GBK", "UTF-8"], help="file encoding (default GBK)")
 
     ing = add("ingest", "load every complete, not yet loaded batch from a landing folder",
               "tiering ingest --landing landing --date 2026-07-01 --force")
     ing.add_argument("--landing", required=True, type=Path, help="landing folder with <YYYYMMDD>/ batches")
-    ing.add_argument("--date", type=parse_date, help="only this business date")
+    ing.add_argument("--date", type=_date_arg, help="only this business date")
     ing.add_argument("--force", action="store_true", help="replace a loaded date whose content changed")
     ing.add_argument("--warehouse", help=warehouse_help)
 
     run = add("run", "ingest pending batches, build, gate and publish one month",
               "tiering run --landing landing --as-of 2026-10-31")
     run.add_argument("--landing", required=True, type=Path, help="landing folder with <YYYYMMDD>/ batches")
-    run.add_argument("--as-of", required=True, type=parse_as_of, help="the month's last day (or YYYY-MM)")
+    run.add_argument("--as-of", required=True, type=_as_of_arg, help="the month's last day (or YYYY-MM)")
     run.add_argument("--warehouse", help=warehouse_help)
     run.add_argument("--rules", type=Path, help="rules file (default rules/tiering_rules.yml)")
     run.add_argument("--force", action="store_true", help="replace loaded dates whose content changed")
@@ -61,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                "tiering demo --dir demo --customers 20000 --months 4")
     demo.add_argument("--dir", type=Path, default=Path("demo"), help="demo folder (default ./demo)")
     demo.add_argument("--customers", type=int, default=20_000, help="customers (default 20000)")
-    demo.add_argument("--start", type=parse_date, default=dt.date(2026, 7, 1),
+    demo.add_argument("--start", type=_date_arg, default=dt.date(2026, 7, 1),
                       help="first day of the sample (default 2026-07-01)")
     demo.add_argument("--months", type=int, default=4, help="months of data (default 4)")
     demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
@@ -125,11 +141,11 @@ def _run(args) -> int:
 
 
 def _demo(args) -> int:
+    if args.months < 1 or args.start.day != 1:
+        raise ValueError("demo needs --months ≥ 1 and --start on a month's first day")
     from flows.generate import generate
     from flows.settings import Settings
 
-    if args.months < 1 or args.start.day != 1:
-        raise ValueError("demo needs --months ≥ 1 and --start on a month's first day")
     end = month_end(args.start)
     for _ in range(args.months - 1):
         end = month_end(end + dt.timedelta(days=1))
