@@ -17,6 +17,8 @@ MEASURES = ("avg_daily_aum_1m", "avg_daily_aum_3m")
 PRODUCT_TYPES = ("CASA", "TD", "WM", "FUND", "INS", "GOLD", "LOAN", "CARD")
 CUST_TYPES = ("P", "C", "I", "F")
 MASKED_FIELDS = ("cust_name", "cert_no", "mobile")
+# The name under which corporate tiers are published next to the retail rule sets.
+CORPORATE_RULE_SET = "corporate"
 SEED_FILES = (
     "rule_value_tiers.csv",
     "rule_corporate_tiers.csv",
@@ -118,6 +120,8 @@ def load_rules(path: Path) -> Rules:
     rule_sets: dict[str, RuleSet] = {}
     for name, spec in _require(doc, "rule_sets", where).items():
         at = f"{where}: rule_sets.{name}"
+        if name == CORPORATE_RULE_SET:
+            raise RulesError(f"{at}: the name {CORPORATE_RULE_SET!r} is reserved for corporate tiers")
         measure = _require(spec, "measure", at)
         if measure not in MEASURES:
             raise RulesError(f"{at}: measure {measure!r} is not one of {', '.join(MEASURES)}")
@@ -206,6 +210,7 @@ def seed_rows(rules: Rules) -> dict[str, list[dict[str, object]]]:
     ]
     corporate = [
         {
+            "rule_set": CORPORATE_RULE_SET,
             "tier_code": t.code,
             "tier_name": t.name,
             "tier_rank": t.rank,

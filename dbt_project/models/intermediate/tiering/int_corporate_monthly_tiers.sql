@@ -1,0 +1,158 @@
+with
+
+measures as (
+
+    select * from {{ ref('int_customer_monthly_measures') }}
+
+),
+
+corporate_tiers as (
+
+    select * from {{ ref('rule_corporate_tiers') }}
+
+),
+
+months as (
+
+    select * from {{ ref('int_evaluation_months') }}
+
+),
+
+tiers_ranked as (
+
+    select
+        corporate_tiers.*,
+        corporate_tiers.tier_rank = min(corporate_tiers.tier_rank) over () as is_lowest_tier
+    from corporate_tiers
+
+),
+
+corporate_measures as (
+
+    -- Which customer types are tiered as corporates is a rule (rule_parameters.corporate_cust_types).
+    select measures.*
+    from measures
+    where list_contains(
+        string_split({{ rule_parameter('corporate_cust_types') }}, ','),
+        measures.cust_type
+    )
+
+),
+
+rank_by_deposits as (
+
+    -- avg deposits ≥ floor ⇔ sum ≥ floor × days, exact.
+    select
+        corporate_measures.as_of_month,
+        corporate_measures.cust_id,
+        max(tiers_ranked.tier_rank) as deposit_tier_rank
+    from corporate_measures
+    inner join tiers_ranked
+        on corporate_measures.deposit_sum_cny
+        >= cast(tiers_ranked.deposit_floor_cny as decimal(38, 2)) * corporate_measures.aum_days
+        or tiers_ranked.is_lowest_tier
+    group by 1, 2
+
+),
+
+rank_by_loans as (
+
+    select
+        corporate_measures.as_of_month,
+        corporate_measures.cust_id,
+        max(tiers_ranked.tier_rank) as loan_tier_rank
+    from corporate_measures
+    inner join tiers_ranked
+        on corporate_measures.loan_outstanding_exact_cny >= tiers_ranked.loan_floor_cny
+        or tiers_ranked.is_lowest_tier
+    group by 1, 2
+
+),
+
+tier_reached as (
+
+    -- Deposits OR loans: the higher of the two ladders wins; deposits explain a tie.
+    select
+        corporate_measures.as_of_month,
+        corporate_measures.cust_id,
+        corporate_measures.cust_type,
+        corporate_measures.avg_daily_deposit_cny,
+        corporate_measures.loan_outstanding_cny,
+        rank_by_deposits.deposit_tier_rank,
+        rank_by_loans.loan_tier_rank,
+        greatest(rank_by_deposits.deposit_tier_rank, rank_by_loans.loan_tier_rank) as tier_rank,
+        rank_by_deposits.deposit_tier_rank >= rank_by_loans.loan_tier_rank as is_reached_by_deposits
+    from corporate_measures
+    inner join rank_by_deposits
+        on corporate_measures.as_of_month = rank_by_deposits.as_of_month
+        and corporate_measures.cust_id = rank_by_deposits.cust_id
+    inner join rank_by_loans
+        on corporate_measures.as_of_month = rank_by_loans.as_of_month
+        and corporate_measures.cust_id = rank_by_loans.cust_id
+
+),
+
+previous_month_added as (
+
+    -- The previous tier counts only if the customer had one in the previous evaluated month.
+    select
+        tier_reached.*,
+        months.month_index,
+        months.effective_from,
+        case
+            when lag(months.month_index) over (
+                partition by tier_reached.cust_id order by months.month_index
+            ) = months.month_index - 1
+                then lag(tier_reached.tier_rank) over (
+                    partition by tier_reached.cust_id order by months.month_index
+                )
+        end as previous_tier_rank
+    from tier_reached
+    inner join months
+        on tier_reached.as_of_month = months.as_of_month
+
+),
+
+final as (
+
+    select
+        previous_month_added.as_of_month,
+        previous_month_added.cust_id,
+        previous_month_added.cust_type,
+        tiers_ranked.rule_set,
+        tiers_ranked.rule_set_version,
+        case
+            when previous_month_added.is_reached_by_deposits then 'avg_daily_deposit_1m'
+            else 'loan_outstanding_month_end'
+        end as measure,
+        case
+            when previous_month_added.is_reached_by_deposits then previous_month_added.avg_daily_deposit_cny
+            else previous_month_added.loan_outstanding_cny
+        end as measure_value_cny,
+        previous_month_added.avg_daily_deposit_cny,
+        previous_month_added.loan_outstanding_cny,
+        previous_month_added.deposit_tier_rank,
+        previous_month_added.loan_tier_rank,
+        tiers_ranked.tier_code as tier,
+        tiers_ranked.tier_name,
+        tiers_ranked.tier_rank,
+        case
+            when previous_month_added.is_reached_by_deposits then tiers_ranked.deposit_floor_cny
+            else tiers_ranked.loan_floor_cny
+        end as tier_floor_cny,
+        tiers_ranked.deposit_floor_cny,
+        tiers_ranked.loan_floor_cny,
+        previous_tier.tier_code as previous_tier,
+        previous_month_added.previous_tier_rank,
+        {{ tier_change('previous_month_added.previous_tier_rank', 'tiers_ranked.tier_rank') }} as tier_change,
+        previous_month_added.month_index,
+        previous_month_added.effective_from
+    from previous_month_added
+    inner join tiers_ranked
+        on previous_month_added.tier_rank = tiers_ranked.tier_rank
+    left join tiers_ranked as previous_tier
+        on previous_month_added.previous_tier_rank = previous_tier.tier_rank
+
+)
+
+select * from final

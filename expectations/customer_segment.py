@@ -1,0 +1,255 @@
+"""Expectations on `main_marts.customer_segment` for the candidate month (one row per customer)."""
+
+from __future__ import annotations
+
+import great_expectations.expectations as gxe
+from great_expectations.expectations.row_conditions import Column
+
+from expectations import (
+    BLOCKING,
+    CORPORATE_RULE_SET,
+    MEASURE_COLUMNS,
+    PII_COLUMNS,
+    ROUNDING_CNY,
+    TIER_CHANGES,
+    WARNING,
+    Check,
+    GateParams,
+    check,
+    corporate_ladder_cte,
+    lit,
+    lit_list,
+    no_pii_columns,
+    rank_ladder_cte,
+    retail_ladder_cte,
+    segment_rule_set_sql,
+)
+from flows.rules import CUST_TYPES
+
+TABLE = "customer_segment"
+SCHEMA = "main_marts"
+MONTH_COLUMN = "as_of_month"
+
+# Warning bounds: not business rules, just "look at this month before trusting it".
+MAX_ON_WATCH_SHARE = 0.20
+MAX_DOWNGRADE_SHARE = 0.10
+
+
+def reference_queries(params: GateParams) -> dict[str, str]:
+    """Figures computed straight from raw (independently of dbt) that the checks compare against."""
+    return {
+        # A customer is tiered in M when its month-end snapshot has status A or D.
+        "eligible_customers": f"""
+            SELECT count(DISTINCT cust_id) FROM raw.cbs_customer
+            WHERE batch_date = DATE '{params.as_of.isoformat()}' AND status IN ('A', 'D')
+        """,
+    }
+
+
+def _aum_reconciliation_sql(params: GateParams) -> str:
+    """Rows when Σ avg_daily_aum_cny of the month differs from raw balances × FX ÷ days by > n × 0.005."""
+    rules, days = params.rules, params.days
+    return f"""
+        WITH eligible AS (
+            SELECT DISTINCT cust_id FROM raw.cbs_customer
+            WHERE batch_date = {lit(params.as_of)} AND status IN ('A', 'D')
+        ), accounts AS (
+            -- The month's daily snapshots (latest wins): accounts closed during the month still count.
+            SELECT acct_id, arg_max(cust_id, batch_date) AS cust_id,
+                   arg_max(product_type, batch_date) AS product_type
+            FROM raw.cbs_account WHERE batch_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
+            GROUP BY acct_id
+        ), balances AS (
+            -- One balance per account and day even if two batches carried it (the later batch wins).
+            SELECT acct_id, bal_date, arg_max(balance, batch_date) AS balance,
+                   arg_max(currency, batch_date) AS currency
+            FROM raw.cbs_balance WHERE bal_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
+            GROUP BY acct_id, bal_date
+        ), rates AS (
+            SELECT currency, rate_date, arg_max(cny_per_unit, batch_date) AS cny_per_unit FROM raw.cbs_fx_rate
+            WHERE rate_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
+            GROUP BY currency, rate_date
+        ), raw_total AS (
+            SELECT
+                coalesce(sum(CAST(b.balance AS DECIMAL(38, 2))
+                             * CASE WHEN b.currency = 'CNY' THEN 1 ELSE r.cny_per_unit END), 0)
+                    AS aum_days_cny,
+                count(*) FILTER (WHERE b.currency <> 'CNY' AND r.cny_per_unit IS NULL)
+                    AS balances_without_rate
+            FROM balances AS b
+            JOIN accounts AS a ON a.acct_id = b.acct_id
+            JOIN eligible AS e ON e.cust_id = a.cust_id
+            LEFT JOIN rates AS r ON r.currency = b.currency AND r.rate_date = b.bal_date
+            WHERE a.product_type IN ({lit_list(rules.aum_product_types)})
+        ), marts AS (
+            SELECT count(*) AS customers,
+                   coalesce(sum(CAST(avg_daily_aum_cny AS DECIMAL(38, 2))), 0) AS aum_cny
+            FROM {{batch}}
+        )
+        SELECT CAST(m.aum_cny AS VARCHAR) AS marts_total_cny,
+               CAST(round(r.aum_days_cny / {days}, 4) AS VARCHAR) AS raw_total_cny,
+               CAST(m.customers * {lit(ROUNDING_CNY)} AS VARCHAR) AS tolerance_cny,
+               r.balances_without_rate
+        FROM marts AS m CROSS JOIN raw_total AS r
+        WHERE abs(m.aum_cny * {days} - r.aum_days_cny) > m.customers * {lit(ROUNDING_CNY)} * {days}
+           OR r.balances_without_rate > 0
+    """
+
+
+def _retail_floor_sql(params: GateParams) -> str:
+    """Retail rows whose implied tier's floor/next floor do not bracket the active rule set's measure."""
+    rules = params.rules
+    measure = MEASURE_COLUMNS[rules.active.measure]
+    return f"""
+        WITH {retail_ladder_cte(rules)}
+        SELECT s.cust_id, s.implied_tier, CAST(s.{measure} AS VARCHAR) AS measure_cny,
+               CAST(l.floor_cny AS VARCHAR) AS floor_cny, CAST(l.next_floor_cny AS VARCHAR) AS next_floor_cny
+        FROM {{batch}} AS s
+        JOIN retail_ladder AS l ON l.rule_set = {lit(rules.active_rule_set)} AND l.tier = s.implied_tier
+        WHERE s.cust_type = 'P'
+          AND (s.{measure} IS NULL
+               OR s.{measure} + {lit(ROUNDING_CNY)} < l.floor_cny
+               OR s.{measure} - {lit(ROUNDING_CNY)} >= l.next_floor_cny)
+    """
+
+
+def _corporate_floor_sql(params: GateParams) -> str:
+    """C/I/F rows whose implied tier is not the highest reached by deposits or loans."""
+    rules = params.rules
+    return f"""
+        WITH {corporate_ladder_cte(rules)}, rows AS (
+            SELECT s.cust_id, s.implied_tier, coalesce(s.avg_daily_deposit_cny, 0) AS deposits,
+                   coalesce(s.loan_outstanding_cny, 0) AS loans, l.*
+            FROM {{batch}} AS s JOIN corporate_ladder AS l ON l.tier = s.implied_tier
+            WHERE s.cust_type IN ({lit_list(rules.corporate_cust_types)})
+        )
+        SELECT cust_id, implied_tier, CAST(deposits AS VARCHAR) AS deposits_cny,
+               CAST(loans AS VARCHAR) AS loans_cny
+        FROM rows
+        WHERE NOT (deposits + {lit(ROUNDING_CNY)} >= deposit_floor_cny
+                   OR loans + {lit(ROUNDING_CNY)} >= loan_floor_cny)
+           OR coalesce(deposits - {lit(ROUNDING_CNY)} >= next_deposit_floor_cny
+                       OR loans - {lit(ROUNDING_CNY)} >= next_loan_floor_cny, FALSE)
+    """
+
+
+def _watch_sql(params: GateParams) -> str:
+    """Rows whose watch flag disagrees with held vs implied tier (held > implied only on watch)."""
+    rules = params.rules
+    ladder = segment_rule_set_sql(rules)
+    return f"""
+        WITH {rank_ladder_cte(rules)}
+        SELECT s.cust_id, s.value_tier, s.implied_tier, s.on_watch, s.months_below
+        FROM {{batch}} AS s
+        JOIN rank_ladder AS v ON v.rule_set = {ladder} AND v.tier = s.value_tier
+        JOIN rank_ladder AS i ON i.rule_set = {ladder} AND i.tier = s.implied_tier
+        WHERE s.on_watch IS NULL
+           OR (s.on_watch AND NOT (v.tier_rank > i.tier_rank
+                                   AND s.months_below BETWEEN 1 AND coalesce(v.grace_months, 1) - 1))
+           OR (NOT s.on_watch AND (v.tier_rank <> i.tier_rank OR coalesce(s.months_below, 0) <> 0))
+    """
+
+
+def _masking_sql(params: GateParams) -> str:
+    """Customers whose masked columns equal the raw value or lack the mask char (reports field names only)."""
+    rules = params.rules
+    mask = lit(rules.mask_char)
+    conditions = []
+    for field in PII_COLUMNS:
+        first, last = rules.masking[field]
+        masked, raw = f"s.{field}_masked", f"c.{field}"
+        conditions.append(
+            f"CASE WHEN {raw} IS NOT NULL AND length({raw}) > {first + last} "
+            f"AND ({masked} = {raw} OR NOT contains(coalesce({masked}, ''), {mask})) THEN {lit(field)} END")
+    return f"""
+        SELECT s.cust_id, concat_ws(', ', {', '.join(conditions)}) AS unmasked_fields
+        FROM {{batch}} AS s
+        JOIN raw.cbs_customer AS c ON c.cust_id = s.cust_id AND c.batch_date = {lit(params.as_of)}
+        WHERE concat_ws(', ', {', '.join(conditions)}) <> ''
+    """
+
+
+def checks(params: GateParams) -> list[Check]:
+    """Every expectation on customer_segment for the month `params.as_of`."""
+    rules = params.rules
+    active = [t.code for t in rules.active.tiers]
+    corporate = [t.code for t in rules.corporate_tiers]
+    retail = Column("cust_type") == "P"
+    corp = Column("cust_type").is_in(list(rules.corporate_cust_types))
+    eligible = params.reference.get("eligible_customers")
+    corp_label = "/".join(rules.corporate_cust_types)
+    found: list[Check] = [
+        check(TABLE, "one_row_per_customer_month", BLOCKING,
+              gxe.ExpectCompoundColumnsToBeUnique(column_list=["cust_id", "as_of_month"]),
+              "one row per (cust_id, as_of_month)"),
+    ]
+    for column in ("cust_id", "cust_type", "value_tier", "implied_tier", "avg_daily_aum_cny", "on_watch"):
+        found.append(check(TABLE, f"{column}_not_null", BLOCKING,
+                           gxe.ExpectColumnValuesToNotBeNull(column=column), f"{column} is never NULL"))
+    found += [
+        check(TABLE, "as_of_month_is_month_end", BLOCKING,
+              gxe.ExpectColumnValuesToBeInSet(column="as_of_month", value_set=[params.as_of]),
+              f"as_of_month is the month's last day ({params.as_of})"),
+        check(TABLE, "cust_type_known", BLOCKING,
+              gxe.ExpectColumnValuesToBeInSet(column="cust_type", value_set=list(CUST_TYPES)),
+              f"cust_type is one of {', '.join(CUST_TYPES)}"),
+        check(TABLE, "retail_value_tier_in_ladder", BLOCKING,
+              gxe.ExpectColumnValuesToBeInSet(column="value_tier", value_set=active, row_condition=retail),
+              f"retail value_tier is a tier of {rules.active_rule_set}"),
+        check(TABLE, "retail_implied_tier_in_ladder", BLOCKING,
+              gxe.ExpectColumnValuesToBeInSet(column="implied_tier", value_set=active, row_condition=retail),
+              f"retail implied_tier is a tier of {rules.active_rule_set}"),
+        check(TABLE, "corporate_value_tier_in_ladder", BLOCKING,
+              gxe.ExpectColumnValuesToBeInSet(column="value_tier", value_set=corporate, row_condition=corp),
+              f"{corp_label} value_tier is a tier of the {CORPORATE_RULE_SET} ladder"),
+        check(TABLE, "corporate_implied_tier_in_ladder", BLOCKING,
+              gxe.ExpectColumnValuesToBeInSet(column="implied_tier", value_set=corporate, row_condition=corp),
+              f"{corp_label} implied_tier is a tier of the {CORPORATE_RULE_SET} ladder"),
+        check(TABLE, "rules_version_matches_rules_file", BLOCKING,
+              gxe.ExpectColumnValuesToBeInSet(column="rules_version", value_set=[rules.version]),
+              f"rows were built with rules version {rules.version}"),
+        check(TABLE, "avg_daily_aum_not_negative", BLOCKING,
+              gxe.ExpectColumnValuesToBeBetween(column="avg_daily_aum_cny", min_value=0),
+              "avg_daily_aum_cny ≥ 0"),
+        check(TABLE, "retail_implied_tier_matches_measure", BLOCKING,
+              gxe.UnexpectedRowsExpectation(unexpected_rows_query=_retail_floor_sql(params)),
+              f"retail: floor(implied) ≤ {MEASURE_COLUMNS[rules.active.measure]} < next floor "
+              f"(± {ROUNDING_CNY} for cent rounding)"),
+        check(TABLE, "corporate_implied_tier_matches_deposits_or_loans", BLOCKING,
+              gxe.UnexpectedRowsExpectation(unexpected_rows_query=_corporate_floor_sql(params)),
+              "corporate: implied tier is the highest whose deposit or loan floor is reached"),
+        check(TABLE, "watch_flag_consistent", BLOCKING,
+              gxe.UnexpectedRowsExpectation(unexpected_rows_query=_watch_sql(params)),
+              "on watch: value tier above implied and 1 ≤ months_below < grace; otherwise equal and 0"),
+        check(TABLE, "row_count_equals_eligible_customers", BLOCKING,
+              gxe.ExpectTableRowCountToEqual(value=eligible if eligible is not None else 0),
+              f"rows of {params.month_label} = customers with status A/D in raw.cbs_customer "
+              f"at {params.as_of}"
+              + (f" ({eligible})" if eligible is not None else ""),
+              skip_reason=None if eligible is not None else
+              f"eligible customers not computed from raw: "
+              f"{params.reference_errors.get('eligible_customers')}"),
+        check(TABLE, "total_aum_reconciles_with_raw_balances", BLOCKING,
+              gxe.UnexpectedRowsExpectation(unexpected_rows_query=_aum_reconciliation_sql(params)),
+              f"Σ avg_daily_aum_cny = Σ raw AUM balances × FX ÷ {params.days} days, "
+              f"within n × {ROUNDING_CNY} CNY"),
+        check(TABLE, "pii_masked", BLOCKING,
+              gxe.UnexpectedRowsExpectation(unexpected_rows_query=_masking_sql(params)),
+              f"masked columns contain '{rules.mask_char}' and never equal the raw value"),
+        no_pii_columns(TABLE, SCHEMA),
+        check(TABLE, "on_watch_share", WARNING,
+              gxe.ExpectColumnValuesToBeInSet(column="on_watch", value_set=[False],
+                                              mostly=1 - MAX_ON_WATCH_SHARE),
+              f"at most {MAX_ON_WATCH_SHARE:.0%} of customers on watch"),
+        check(TABLE, "downgrade_share", WARNING,
+              gxe.ExpectColumnValuesToNotBeInSet(column="tier_change", value_set=["DOWN"],
+                                                 mostly=1 - MAX_DOWNGRADE_SHARE),
+              f"at most {MAX_DOWNGRADE_SHARE:.0%} of customers downgraded this month"),
+        check(TABLE, "tier_change_known", WARNING,
+              gxe.ExpectColumnValuesToBeInSet(column="tier_change", value_set=list(TIER_CHANGES)),
+              f"tier_change is one of {', '.join(TIER_CHANGES)}"),
+        check(TABLE, "effective_from_next_month", WARNING,
+              gxe.ExpectColumnValuesToBeInSet(column="effective_from", value_set=[params.next_month_start]),
+              f"the evaluation takes effect on {params.next_month_start}"),
+    ]
+    return found

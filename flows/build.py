@@ -1,0 +1,77 @@
+"""Prefect flow `build`: render the rule seeds, then `dbt build` the working database for one month.
+
+A thin skin over flows.lib.dbt_runner. Inside the flow, prefect-dbt's PrefectDbtRunner runs dbt
+in-process and shows one Prefect task per dbt node; dbt itself still runs one node at a time
+(threads: 1 in profiles.yml), so DuckDB keeps its single writer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.lib.dbt_runner import DbtBuildError, DbtRunResult, prepare_seeds, run_dbt
+from flows.months import parse_as_of
+from flows.settings import Settings
+
+__all__ = ["DbtBuildError", "build_flow"]
+
+
+@task(name="prepare-seeds", cache_policy=NO_CACHE)
+def prepare_seeds_task(settings: Settings) -> list[str]:
+    """Validate the rules file and write the rule_*.csv seeds."""
+    return [path.name for path in prepare_seeds(settings)]
+
+
+def prefect_invoke(settings: Settings):
+    """An `invoke` for run_dbt backed by PrefectDbtRunner (one task per node), keeping dbt's own exception."""
+    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+
+    runner = PrefectDbtRunner(
+        settings=PrefectDbtSettings(project_dir=settings.dbt_project_dir, profiles_dir=settings.dbt_project_dir),
+        raise_on_failure=False,
+    )
+    seen: dict[str, Any] = {}
+
+    @runner.on_run_end
+    def _keep_error(context) -> None:
+        # PrefectDbtRunner re-raises dbt's exception as a ValueError with the whole command line in it.
+        seen["error"] = context.error
+
+    def invoke(args: list[str]) -> Any:
+        try:
+            return runner.invoke(args)
+        except ValueError as exc:
+            original = seen.get("error")
+            if isinstance(original, BaseException):
+                return _FailedInvocation(original)
+            return _FailedInvocation(exc)
+
+    return invoke
+
+
+class _FailedInvocation:
+    """Stands in for a dbtRunnerResult when dbt raised before producing node results."""
+
+    def __init__(self, exception: BaseException):
+        self.success = False
+        self.result = None
+        self.exception = exception
+
+
+@flow(name="build")
+def build_flow(warehouse: str, as_of: str, rules: str | None = None) -> DbtRunResult:
+    """Build staging → marts for every evaluated month up to `as_of`; raise DbtBuildError naming the failure."""
+    logger = get_run_logger()
+    month = parse_as_of(as_of)
+    settings = Settings.from_env(warehouse=warehouse, rules=rules)
+    seeds = prepare_seeds_task(settings)
+    logger.info("rule seeds written: %s", ", ".join(seeds))
+    result = run_dbt(["build"], settings, as_of=month, invoke=prefect_invoke(settings))
+    if not result.success:
+        logger.error(result.error_message())
+        raise DbtBuildError(result.error_message())
+    logger.info("dbt build for %s: %d nodes succeeded", month, result.nodes_run)
+    return result

@@ -1,0 +1,45 @@
+"""Prefect flow `gate`: validate the candidate month's marts with Great Expectations (in SQL).
+
+Results go to `gate.run` / `gate.result` in the working database and to
+`<warehouse>/reports/<YYYY-MM>/gate.html`; a failed blocking expectation raises `GateFailed`, naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prefect import flow, get_run_logger
+from prefect.exceptions import MissingContextError
+
+from flows.lib.gate import CheckResult, GateFailed, GateResult, parse_as_of, run_gate
+from flows.rules import load_rules
+from flows.settings import Settings
+
+__all__ = ["CheckResult", "GateFailed", "GateResult", "gate_flow"]
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called as gate_flow.fn(...) outside a flow run
+        return logging.getLogger("flows.gate")
+
+
+@flow(name="gate")
+def gate_flow(warehouse: str, as_of: str, rules: str | None = None) -> GateResult:
+    """Run every expectation for month `as_of`, store and render the results.
+
+    Raises GateFailed (naming them) when a blocking expectation fails.
+    """
+    settings = Settings.from_env(warehouse=warehouse, rules=rules)
+    log = _logger()
+    result = run_gate(settings.working_db, parse_as_of(as_of), load_rules(settings.rules_path),
+                      reports_dir=settings.reports_dir)
+    log.info("gate %s for %s: %d expectations, %d blocking failures, %d warnings; report %s",
+             result.gate_run_id, f"{result.as_of_month:%Y-%m}", len(result.results),
+             len(result.blocking_failures), len(result.warning_failures), result.report_path)
+    for name in result.warning_failures:
+        log.warning("gate warning: %s", name)
+    if not result.success:
+        raise GateFailed(result.failure_message())
+    return result

@@ -1,0 +1,34 @@
+"""Prefect flow `publish`: write-audit-publish the gated month to `published.duckdb` and Parquet exports."""
+
+from __future__ import annotations
+
+import logging
+
+from prefect import flow, get_run_logger
+from prefect.exceptions import MissingContextError
+
+from flows.lib.publishing import PublishFailed, PublishRefused, Release, parse_as_of, publish_release
+from flows.settings import Settings
+
+__all__ = ["PublishFailed", "PublishRefused", "Release", "publish_flow"]
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called as publish_flow.fn(...) outside a flow run
+        return logging.getLogger("flows.publish")
+
+
+@flow(name="publish")
+def publish_flow(warehouse: str, as_of: str, gate_run_id: str) -> Release:
+    """Publish month `as_of` if gate run `gate_run_id` passed for it.
+
+    Raises PublishRefused (no passing gate for the month) or PublishFailed (release not built).
+    """
+    settings = Settings.from_env(warehouse=warehouse)
+    release = publish_release(settings.working_db, settings.published_db, settings.exports_dir,
+                              parse_as_of(as_of), gate_run_id)
+    _logger().info("release %s published for %s: %s", release.release_id, f"{release.as_of_month:%Y-%m}",
+                   ", ".join(f"{t} {n} rows" for t, n in release.row_counts.items()))
+    return release
