@@ -30,10 +30,6 @@ TABLE = "customer_segment"
 SCHEMA = "main_marts"
 MONTH_COLUMN = "as_of_month"
 
-# Warning bounds: not business rules, just "look at this month before trusting it".
-MAX_ON_WATCH_SHARE = 0.20
-MAX_DOWNGRADE_SHARE = 0.10
-
 
 def reference_queries(params: GateParams) -> dict[str, str]:
     """Figures computed straight from raw (independently of dbt) that the checks compare against."""
@@ -239,12 +235,12 @@ def checks(params: GateParams) -> list[Check]:
         no_pii_columns(TABLE, SCHEMA),
         check(TABLE, "on_watch_share", WARNING,
               gxe.ExpectColumnValuesToBeInSet(column="on_watch", value_set=[False],
-                                              mostly=1 - MAX_ON_WATCH_SHARE),
-              f"at most {MAX_ON_WATCH_SHARE:.0%} of customers on watch"),
+                                              mostly=1 - float(rules.warn_on_watch_share)),
+              f"at most {rules.warn_on_watch_share:.0%} of customers on watch"),
         check(TABLE, "downgrade_share", WARNING,
               gxe.ExpectColumnValuesToNotBeInSet(column="tier_change", value_set=["DOWN"],
-                                                 mostly=1 - MAX_DOWNGRADE_SHARE),
-              f"at most {MAX_DOWNGRADE_SHARE:.0%} of customers downgraded this month"),
+                                                 mostly=1 - float(rules.warn_downgrade_share)),
+              f"at most {rules.warn_downgrade_share:.0%} of customers downgraded this month"),
         check(TABLE, "tier_change_known", WARNING,
               gxe.ExpectColumnValuesToBeInSet(column="tier_change", value_set=list(TIER_CHANGES)),
               f"tier_change is one of {', '.join(TIER_CHANGES)}"),

@@ -11,7 +11,8 @@ import logging
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
-from flows.lib.gate import CheckResult, GateFailed, GateResult, parse_as_of, run_gate
+from flows.lib.gate import CheckResult, GateFailed, GateResult, run_gate
+from flows.months import parse_as_of
 from flows.rules import load_rules
 from flows.settings import Settings
 

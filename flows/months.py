@@ -11,8 +11,10 @@ def month_end(day: dt.date) -> dt.date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
-def parse_as_of(text: str) -> dt.date:
-    """Parse an evaluation month given as its last day (YYYY-MM-DD) or as YYYY-MM."""
+def parse_as_of(text: str | dt.date) -> dt.date:
+    """Parse an evaluation month given as its last day (YYYY-MM-DD, or a date) or as YYYY-MM."""
+    if isinstance(text, dt.date):
+        text = text.isoformat()
     text = text.strip()
     try:
         if len(text) == 7:

@@ -7,7 +7,8 @@ import logging
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
-from flows.lib.publishing import PublishFailed, PublishRefused, Release, parse_as_of, publish_release
+from flows.lib.publishing import PublishFailed, PublishRefused, Release, publish_release
+from flows.months import parse_as_of
 from flows.settings import Settings
 
 __all__ = ["PublishFailed", "PublishRefused", "Release", "publish_flow"]

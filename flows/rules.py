@@ -74,6 +74,8 @@ class Rules:
     masking: dict[str, tuple[int, int]]
     mask_char: str
     max_quarantine_rate: Decimal
+    warn_on_watch_share: Decimal
+    warn_downgrade_share: Decimal
 
     @property
     def active(self) -> RuleSet:
@@ -170,10 +172,12 @@ def load_rules(path: Path) -> Rules:
             raise RulesError(f"{where}: masking.{field}: keep counts must be ≥ 0")
         masking[field] = keep
 
-    rate = _decimal(_require(_require(doc, "gate", where), "max_quarantine_rate", f"{where}: gate"),
-                    f"{where}: gate.max_quarantine_rate")
-    if rate > 1:
-        raise RulesError(f"{where}: gate.max_quarantine_rate must be a share between 0 and 1")
+    gate_doc = _require(doc, "gate", where)
+    shares = {}
+    for key in ("max_quarantine_rate", "warn_on_watch_share", "warn_downgrade_share"):
+        shares[key] = _decimal(_require(gate_doc, key, f"{where}: gate"), f"{where}: gate.{key}")
+        if shares[key] > 1:
+            raise RulesError(f"{where}: gate.{key} must be a share between 0 and 1")
 
     return Rules(
         path=path,
@@ -187,7 +191,7 @@ def load_rules(path: Path) -> Rules:
         corporate_tiers=tuple(corp_tiers),
         masking=masking,
         mask_char=str(masking_doc.get("mask_char", "*")),
-        max_quarantine_rate=rate,
+        **shares,
     )
 
 

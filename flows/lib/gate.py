@@ -23,7 +23,7 @@ from great_expectations.core.result_format import ResultFormat
 from expectations import Check, GateParams
 from expectations.gate import SUITES, build_checks, reference_queries
 from flows.lib.gx_duckdb import duckdb_gx
-from flows.lib.publishing import parse_as_of
+from flows.months import parse_as_of
 from flows.rules import Rules
 
 log = logging.getLogger(__name__)

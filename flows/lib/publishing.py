@@ -7,7 +7,6 @@ new readers get the new one; the pipeline never waits for a reader. Any failure 
 
 from __future__ import annotations
 
-import calendar
 import logging
 import os
 import uuid
@@ -55,17 +54,6 @@ class Release:
     row_counts: dict[str, int]
     published_db: Path
     exports: dict[str, Path] = field(default_factory=dict)
-
-
-def parse_as_of(as_of: str | date) -> date:
-    """The evaluated month's last day, from `YYYY-MM-DD` (any day of the month), `YYYY-MM` or a date."""
-    if not isinstance(as_of, date):
-        text = as_of.strip()
-        try:
-            as_of = date.fromisoformat(text if len(text) > 7 else f"{text}-01")
-        except ValueError:
-            raise ValueError(f"as_of={text!r} is not a date (YYYY-MM-DD)") from None
-    return as_of.replace(day=calendar.monthrange(as_of.year, as_of.month)[1])
 
 
 def _sql_path(path: Path) -> str:
