@@ -1,0 +1,34 @@
+"""The `ingest` Prefect flow, run for real on a temporary Prefect server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pytest
+
+from flows.ingest import ingest_flow
+from flows.lib.extracts import IngestError
+from tests.support.batches import write_batch
+
+D = dt.date(2025, 3, 31)
+
+
+def test_flow_loads_good_batches_and_fails_naming_a_bad_one(prefect_harness, tmp_path):
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    write_batch(landing, D)
+    report = ingest_flow(landing=str(landing), warehouse=str(warehouse), through="2025-03-31", wait_seconds=0)
+    assert [(b.batch_date, b.outcome) for b in report.batches] == [(D, "loaded")]
+    with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw.cbs_balance").fetchone() == (5,)
+
+    write_batch(landing, D + dt.timedelta(days=1), ok_override={"TXN": {"md5": "0" * 32}})
+    state = ingest_flow(landing=str(landing), warehouse=str(warehouse), wait_seconds=0, return_state=True)
+    assert state.is_failed() and issubclass(IngestError, RuntimeError)
+    with pytest.raises(IngestError, match=r"2025-04-01 rejected: CBS_TXN_20250401\.dat: control totals"):
+        state.result()
+    with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
+        assert con.execute(
+            "SELECT DISTINCT status FROM audit.batch_log WHERE batch_date = ?", [D + dt.timedelta(days=1)]
+        ).fetchall() == [("REJECTED",)]
+        assert con.execute("SELECT count(*) FROM raw.cbs_balance").fetchone() == (5,)
