@@ -27,10 +27,14 @@ def prepare_seeds_task(settings: Settings) -> list[str]:
 
 def prefect_invoke(settings: Settings):
     """An `invoke` for run_dbt backed by PrefectDbtRunner (one task per node), keeping dbt's own exception."""
+    from dbt_common.events.base_types import EventLevel
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     runner = PrefectDbtRunner(
-        settings=PrefectDbtSettings(project_dir=settings.dbt_project_dir, profiles_dir=settings.dbt_project_dir),
+        # Per-node task runs show each node's state; dbt's INFO chatter (START/PASS per node) would
+        # only repeat that in the log, so the log keeps warnings and errors.
+        settings=PrefectDbtSettings(project_dir=settings.dbt_project_dir, profiles_dir=settings.dbt_project_dir,
+                                    log_level=EventLevel.WARN),
         raise_on_failure=False,
     )
     seen: dict[str, Any] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -98,10 +99,17 @@ def _generate(args) -> int:
     return 0
 
 
+def _quiet_task_run_logs() -> None:
+    """Drop the per-task "Finished in state Completed()" lines; the UI shows task states anyway."""
+    # Called after prefect is imported: its logging setup would otherwise reset the level.
+    logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
+
+
 def _ingest(args) -> int:
     from flows.ingest import ingest_flow
     from flows.settings import Settings
 
+    _quiet_task_run_logs()
     settings = Settings.from_env(warehouse=args.warehouse)
     report = ingest_flow(landing=str(args.landing), warehouse=str(settings.warehouse),
                          date=args.date.isoformat() if args.date else None, force=args.force,
@@ -111,7 +119,6 @@ def _ingest(args) -> int:
 
 
 def _print_ingest(report) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="batches")
@@ -121,12 +128,13 @@ def _print_ingest(report) -> None:
         counts = batch.tables.values()
         table.add_row(str(batch.batch_date), batch.outcome, str(sum(c.records for c in counts)),
                       str(sum(c.loaded for c in counts)), str(sum(c.quarantined for c in counts)))
-    Console().print(table)
+    _console().print(table)
 
 
 def _run_month(landing: Path, as_of: dt.date, warehouse: str | None, rules: Path | None, force: bool):
     from flows.pipeline import tiering_run
 
+    _quiet_task_run_logs()
     return tiering_run(landing=str(landing), as_of=as_of.isoformat(), warehouse=warehouse,
                        rules=str(rules) if rules else None, force=force)
 
@@ -170,7 +178,6 @@ def _demo(args) -> int:
 def print_tier_summary(published_db: Path, as_of: dt.date) -> None:
     """Print the published tier summary of one month from the consumer database."""
     import duckdb
-    from rich.console import Console
     from rich.table import Table
 
     with duckdb.connect(str(published_db), read_only=True) as con:
@@ -182,10 +189,18 @@ def print_tier_summary(published_db: Path, as_of: dt.date) -> None:
         table.add_column(column, justify="right" if column[0] in "coΣ" else "left")
     for rule_set, tier, name, customers, watch, aum in rows:
         table.add_row(rule_set, tier, name, f"{customers:,}", f"{watch:,}", f"{aum:,.2f}")
-    Console().print(table)
+    _console().print(table)
 
 
 COMMANDS = {"generate": _generate, "ingest": _ingest, "run": _run, "demo": _demo}
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    # Piped output (CI logs, `make demo | tee`) would otherwise be cut to 80 columns.
+    return console if console.is_terminal else Console(width=120)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ def ingest_flow(
         force=force,
         wait_seconds=wait_seconds,
         poll_seconds=poll_seconds,
-        progress=logger.info,
+        progress=logger.debug,  # per-table timings; the batch summary below is the INFO line
     )
     for batch in report.batches:
         (logger.error if batch.failed else logger.info)(batch.summary_line())
