@@ -35,7 +35,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_generate.py --customers 1000000 --days 1
-	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_ingest.py --rows 1000000
 	$(BIN)/python benchmarks/bench_gate.py --rows 1000000
 
 clean:

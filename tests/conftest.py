@@ -12,3 +12,23 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session")
+def published_warehouse(prefect_harness, tmp_path_factory):
+    """A small warehouse built by the real monthly flow: 300 customers, 2026-01 … 2026-03, all published.
+
+    Read-only for its users (explain, backtest, …): copy it before changing anything.
+    Returns (landing, warehouse, as_of of the last release).
+    """
+    import datetime as dt
+
+    from flows.generate import generate
+    from flows.pipeline import tiering_run
+
+    root = tmp_path_factory.mktemp("published_warehouse")
+    landing, warehouse = root / "landing", root / "warehouse"
+    generate(landing, 300, dt.date(2026, 1, 1), dt.date(2026, 3, 31), seed=11)
+    for as_of in ("2026-02-28", "2026-03-31"):
+        tiering_run(landing=str(landing), as_of=as_of, warehouse=str(warehouse))
+    return landing, warehouse, dt.date(2026, 3, 31)
