@@ -39,6 +39,8 @@ class GateParams:
     rules: Rules
     reference: Mapping[str, Any] = field(default_factory=dict)
     reference_errors: Mapping[str, str] = field(default_factory=dict)
+    # as_of_month of the last published release (from published.duckdb's release_log), if any.
+    last_release_month: date | None = None
 
     @property
     def month_start(self) -> date:
@@ -56,6 +58,20 @@ class GateParams:
     def month_label(self) -> str:
         return f"{self.as_of:%Y-%m}"
 
+    @property
+    def previous_month(self) -> date:
+        """The last day of the month before the candidate's."""
+        return self.month_start - timedelta(days=1)
+
+    @property
+    def drift_baseline_month(self) -> date:
+        """The month the drift check compares with: the previous one, or the last release's if earlier."""
+        if self.last_release_month is not None:
+            released = month_end(self.last_release_month)
+            if released < self.previous_month:
+                return released
+        return self.previous_month
+
 
 @dataclass
 class Check:
@@ -68,6 +84,8 @@ class Check:
     description: str
     # Set when the check cannot run (e.g. its reference figure failed): it is reported failed as is.
     skip_reason: str | None = None
+    # Columns of the offending rows that name what failed (e.g. rule_set, tier) in the observed value.
+    name_columns: tuple[str, ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -80,12 +98,12 @@ class Check:
 
 
 def check(table: str, name: str, severity: Severity, expectation: Expectation, description: str,
-          skip_reason: str | None = None) -> Check:
+          skip_reason: str | None = None, name_columns: tuple[str, ...] = ()) -> Check:
     """Label a GX expectation with the gate's name and severity (also set as GX `severity` and `meta`)."""
     expectation.severity = FailureSeverity.CRITICAL if severity == BLOCKING else FailureSeverity.WARNING
     expectation.meta = {"gate_check": f"{table}.{name}", "gate_severity": severity}
     expectation.description = description
-    return Check(table, name, severity, expectation, description, skip_reason)
+    return Check(table, name, severity, expectation, description, skip_reason, name_columns)
 
 
 def month_end(day: date) -> date:

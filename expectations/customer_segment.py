@@ -16,6 +16,7 @@ from expectations import (
     Check,
     GateParams,
     check,
+    classifications,
     corporate_ladder_cte,
     lit,
     lit_list,
@@ -34,6 +35,7 @@ MONTH_COLUMN = "as_of_month"
 def reference_queries(params: GateParams) -> dict[str, str]:
     """Figures computed straight from raw (independently of dbt) that the checks compare against."""
     return {
+        **classifications.reference_queries(params),
         # A customer is tiered in M when its month-end snapshot has status A or D.
         "eligible_customers": f"""
             SELECT count(DISTINCT cust_id) FROM raw.cbs_customer
@@ -248,4 +250,5 @@ def checks(params: GateParams) -> list[Check]:
               gxe.ExpectColumnValuesToBeInSet(column="effective_from", value_set=[params.next_month_start]),
               f"the evaluation takes effect on {params.next_month_start}"),
     ]
+    found += classifications.checks(params)  # issue-3 columns, when the candidate has them
     return found

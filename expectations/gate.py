@@ -25,10 +25,19 @@ Blocking checks (a failure stops publication) and warnings (reported only) for t
 | tier_summary | one_row_per_month_rule_set_tier, counts_match_customer_tier | blocking |
 | tier_summary | no_unmasked_pii_columns | blocking |
 | tier_summary | every_ladder_tier_listed, shares_add_up_to_one | warning |
+| tier_summary | tier_share_drift_warn (share moved > gate.drift_warn_share vs the baseline month) | warning |
+| tier_summary | tier_share_drift_block (share moved > gate.drift_block_share) | blocking |
 | tier_migration | one_row_per_month_rule_set_from_to, customers_positive | blocking |
 | tier_migration | no_unmasked_pii_columns | blocking |
 | tier_migration | totals_match_customer_tier | warning |
 | batch_log | quarantine_rate_within_bound, balance_batches_complete | blocking |
+| customer_segment | issue-3 classification checks: see `expectations/classifications.py` | blocking / warning |
+| aml_customer_risk | one_row_per_customer_month, aml_level_known/_not_null, triggers_known, | blocking |
+|   | level_follows_triggers, customers_match_customer_segment, no_unmasked_pii_columns | blocking |
+| aml_trigger_transactions | one_row_per_trigger_txn, trigger_known, agrees_with_aml_customer_risk, | blocking |
+|   | transactions_meet_their_trigger, no_unmasked_pii_columns | blocking |
+
+Classification and AML checks are built only when their columns / tables exist in the candidate.
 
 `catalogue(rules)` lists the exact set for a rules file.
 """
@@ -41,6 +50,8 @@ from types import ModuleType
 from expectations import (
     Check,
     GateParams,
+    aml_customer_risk,
+    aml_trigger_transactions,
     batch_log,
     customer_segment,
     customer_tier,
@@ -50,7 +61,8 @@ from expectations import (
 from flows.rules import Rules
 
 # Validated tables, in report order; each module has TABLE, SCHEMA, MONTH_COLUMN and checks(params).
-SUITES: tuple[ModuleType, ...] = (customer_segment, customer_tier, tier_summary, tier_migration, batch_log)
+SUITES: tuple[ModuleType, ...] = (customer_segment, customer_tier, tier_summary, tier_migration, batch_log,
+                                  aml_customer_risk, aml_trigger_transactions)
 
 
 def reference_queries(params: GateParams) -> dict[str, str]:

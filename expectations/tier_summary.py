@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import great_expectations.expectations as gxe
 
 from expectations import BLOCKING, WARNING, Check, GateParams, check, lit, no_pii_columns, rank_ladder_cte
@@ -51,6 +53,64 @@ def _shares_sql(params: GateParams) -> str:
     """
 
 
+def reference_queries(params: GateParams) -> dict[str, str]:
+    """Customers in the drift baseline month's summary (0: no previous month to compare with)."""
+    return {
+        "drift_baseline_customers": f"""
+            SELECT coalesce(sum(customers), 0) FROM main_marts.tier_summary
+            WHERE as_of_month = DATE '{params.drift_baseline_month.isoformat()}'
+        """,
+    }
+
+
+def _drift_sql(params: GateParams, bound: Decimal) -> str:
+    """(rule set, tier) whose share of the rule set's customers moved by more than `bound` since the
+    baseline month; only rule sets with customers in both months (exact integer arithmetic)."""
+    baseline = params.drift_baseline_month
+    return f"""
+        WITH cur AS (SELECT rule_set, tier, customers FROM {{batch}}),
+        base AS (
+            SELECT rule_set, tier, customers FROM main_marts.tier_summary WHERE as_of_month = {lit(baseline)}
+        ), cur_total AS (
+            SELECT rule_set, sum(customers) AS n FROM cur GROUP BY rule_set HAVING sum(customers) > 0
+        ), base_total AS (
+            SELECT rule_set, sum(customers) AS n FROM base GROUP BY rule_set HAVING sum(customers) > 0
+        ), pairs AS (
+            SELECT coalesce(c.rule_set, b.rule_set) AS rule_set, coalesce(c.tier, b.tier) AS tier,
+                   coalesce(c.customers, 0) AS customers, coalesce(b.customers, 0) AS baseline_customers
+            FROM cur AS c FULL OUTER JOIN base AS b ON b.rule_set = c.rule_set AND b.tier = c.tier
+        )
+        SELECT p.rule_set, p.tier, {lit(baseline)} AS baseline_month,
+               CAST(CAST(round(p.baseline_customers / bt.n, 4) AS DECIMAL(9, 4)) AS VARCHAR) AS baseline_share,
+               CAST(CAST(round(p.customers / ct.n, 4) AS DECIMAL(9, 4)) AS VARCHAR) AS share,
+               CAST(CAST(round(p.customers / ct.n - p.baseline_customers / bt.n, 4) AS DECIMAL(9, 4)) AS VARCHAR) AS change
+        FROM pairs AS p
+        JOIN cur_total AS ct ON ct.rule_set = p.rule_set
+        JOIN base_total AS bt ON bt.rule_set = p.rule_set
+        WHERE abs(CAST(p.customers AS HUGEINT) * bt.n - CAST(p.baseline_customers AS HUGEINT) * ct.n)
+              > {lit(bound)} * ct.n * bt.n
+        ORDER BY abs(p.customers / ct.n - p.baseline_customers / bt.n) DESC, p.rule_set, p.tier
+    """
+
+
+def _drift_checks(params: GateParams) -> list[Check]:
+    """Share drift per rule set and tier vs the baseline month: a warning above the warn bound, blocking
+    above the block bound. No baseline month in the summary: both pass, with a note."""
+    rules, baseline = params.rules, params.drift_baseline_month
+    customers = params.reference.get("drift_baseline_customers")
+    note = (f" — no customers in {baseline:%Y-%m}: nothing to compare, passes"
+            if customers is not None and int(customers) == 0 else "")
+    found = []
+    for name, severity, bound in (("tier_share_drift_warn", WARNING, rules.drift_warn_share),
+                                  ("tier_share_drift_block", BLOCKING, rules.drift_block_share)):
+        found.append(check(TABLE, name, severity,
+                           gxe.UnexpectedRowsExpectation(unexpected_rows_query=_drift_sql(params, bound)),
+                           f"no tier's share of its rule set's customers moves by more than {bound} "
+                           f"(absolute) vs {baseline:%Y-%m}{note}",
+                           name_columns=("rule_set", "tier", "change")))
+    return found
+
+
 def checks(params: GateParams) -> list[Check]:
     """Every expectation on tier_summary for the month `params.as_of`."""
     return [
@@ -67,4 +127,5 @@ def checks(params: GateParams) -> list[Check]:
         check(TABLE, "shares_add_up_to_one", WARNING,
               gxe.UnexpectedRowsExpectation(unexpected_rows_query=_shares_sql(params)),
               "share_of_customers adds up to 1 per rule set (± rounding)"),
+        *_drift_checks(params),
     ]

@@ -82,6 +82,23 @@ def _parser() -> argparse.ArgumentParser:
                       help="first day of the sample (default 2026-07-01)")
     demo.add_argument("--months", type=int, default=4, help="months of data (default 4)")
     demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+
+    exp = add("explain", "why a customer has its published tier and classes (PIPL art. 24), with evidence",
+              "tiering explain C0000000042 --as-of 2026-10 --json")
+    exp.add_argument("cust_id", help="customer id")
+    exp.add_argument("--as-of", type=_as_of_arg, help="evaluated month (default: the latest published)")
+    exp.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    exp.add_argument("--warehouse", help=warehouse_help)
+
+    bt = add("backtest", "evaluate a candidate rules file on a published month: who would move between "
+             "tiers and classes (nothing is published)",
+             "tiering backtest --rules candidate.yml --as-of 2026-10-31 --warehouse demo/warehouse")
+    bt.add_argument("--rules", required=True, type=Path, help="the candidate rules file")
+    bt.add_argument("--as-of", required=True, type=_as_of_arg, help="a published month's last day (or YYYY-MM)")
+    bt.add_argument("--warehouse", help=warehouse_help)
+    bt.add_argument("--out", type=Path,
+                    help="report folder (default <warehouse>/backtests/<YYYY-MM>-<timestamp>/)")
+    bt.add_argument("--keep-scratch", action="store_true", help="keep <out>/scratch (the candidate's database)")
     return parser
 
 
@@ -175,6 +192,16 @@ def _demo(args) -> int:
     return 0
 
 
+def _explain(args) -> int:
+    from flows.lib.explain import explain_customer, render_text, to_json
+    from flows.settings import Settings
+
+    settings = Settings.from_env(warehouse=args.warehouse)
+    explanation = explain_customer(settings.warehouse, args.cust_id, args.as_of, settings.rules_path)
+    print(to_json(explanation) if args.json else render_text(explanation))
+    return 0
+
+
 def print_tier_summary(published_db: Path, as_of: dt.date) -> None:
     """Print the published tier summary of one month from the consumer database."""
     import duckdb
@@ -193,6 +220,22 @@ def print_tier_summary(published_db: Path, as_of: dt.date) -> None:
 
 
 COMMANDS = {"generate": _generate, "ingest": _ingest, "run": _run, "demo": _demo}
+COMMANDS["explain"] = _explain
+
+
+def _backtest(args) -> int:
+    from flows.lib.backtest import render_terminal, run_backtest
+    from flows.settings import Settings
+
+    settings = Settings.from_env(warehouse=args.warehouse)
+    console = _console()
+    result = run_backtest(args.rules, args.as_of, settings.warehouse, args.out, keep_scratch=args.keep_scratch,
+                          log=lambda message: console.print(message, style="dim"))
+    render_terminal(result, console)
+    return 0
+
+
+COMMANDS["backtest"] = _backtest
 
 
 def _console():

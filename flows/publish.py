@@ -1,4 +1,5 @@
-"""Prefect flow `publish`: write-audit-publish the gated month to `published.duckdb` and Parquet exports."""
+"""Prefect flow `publish`: write-audit-publish the gated month to `published.duckdb` and Parquet exports,
+and the confidential AML marts to `restricted/aml.duckdb` in the same step."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
-from flows.lib.publishing import PublishFailed, PublishRefused, Release, publish_release
+from flows.lib.publishing import PublishFailed, PublishRefused, Release, publish_release, restricted_db_path
 from flows.months import parse_as_of
 from flows.settings import Settings
 
@@ -29,7 +30,14 @@ def publish_flow(warehouse: str, as_of: str, gate_run_id: str) -> Release:
     """
     settings = Settings.from_env(warehouse=warehouse)
     release = publish_release(settings.working_db, settings.published_db, settings.exports_dir,
-                              parse_as_of(as_of), gate_run_id)
-    _logger().info("release %s published for %s: %s", release.release_id, f"{release.as_of_month:%Y-%m}",
-                   ", ".join(f"{t} {n} rows" for t, n in release.row_counts.items()))
+                              parse_as_of(as_of), gate_run_id,
+                              restricted_db=restricted_db_path(settings.warehouse))
+    log = _logger()
+    log.info("release %s published for %s: %s", release.release_id, f"{release.as_of_month:%Y-%m}",
+             ", ".join(f"{t} {n} rows" for t, n in release.row_counts.items()))
+    if release.restricted_db is None:
+        log.info("no AML marts in the working database: no restricted AML release")
+    else:
+        log.info("restricted AML release %s: %s", release.restricted_db,
+                 ", ".join(f"{t} {n} rows" for t, n in release.restricted_row_counts.items()))
     return release

@@ -17,6 +17,20 @@ MEASURES = ("avg_daily_aum_1m", "avg_daily_aum_3m")
 PRODUCT_TYPES = ("CASA", "TD", "WM", "FUND", "INS", "GOLD", "LOAN", "CARD")
 CUST_TYPES = ("P", "C", "I", "F")
 MASKED_FIELDS = ("cust_name", "cert_no", "mobile")
+# Code lists of the extract spec, for validating the classification rules.
+TXN_TYPES = ("DEP", "WDL", "TRI", "TRO", "PAY", "SAL", "FEE", "INT", "XBI", "XBO")
+LOAN_TYPES = ("MTG", "CON", "BIZ", "CRD")
+EDUCATION_CODES = (1, 2, 3, 4)
+OCCUPATIONS = ("ACC", "LAW", "DOC", "TEA", "CIV", "ENG", "OTH")
+KYC_RISK_LEVELS = ("L", "M", "H")
+FIVE_CLASSES = (1, 2, 3, 4, 5)
+# Codes fixed by the published contract (docs/ARCHITECTURE.md): the rules file names them, never invents them.
+RFM_CLASSES = ("HHH", "LHH", "HLH", "LLH", "HHL", "LHL", "HLL", "LLL")
+QUADRANTS = ("HIGH_VALUE_HIGH_ACTIVITY", "HIGH_VALUE_LOW_ACTIVITY", "LOW_VALUE_HIGH_ACTIVITY",
+             "LOW_VALUE_LOW_ACTIVITY")
+NEED_LEVELS = ("BASIC", "ADVANCED", "PROFESSIONAL")
+AML_LEVELS = ("LOW", "MEDIUM", "HIGH")
+CREDIT_GRADES = ("NONE", "LOW", "MEDIUM", "HIGH")
 # The name under which corporate tiers are published next to the retail rule sets.
 CORPORATE_RULE_SET = "corporate"
 SEED_FILES = (
@@ -24,6 +38,11 @@ SEED_FILES = (
     "rule_corporate_tiers.csv",
     "rule_product_types.csv",
     "rule_parameters.csv",
+    "rule_rfm_classes.csv",
+    "rule_quadrants.csv",
+    "rule_need_levels.csv",
+    "rule_aml_kyc_levels.csv",
+    "rule_service_strategies.csv",
 )
 
 
@@ -61,6 +80,73 @@ class CorporateTier:
 
 
 @dataclass(frozen=True)
+class RfmRules:
+    recency_cap_days: int
+    frequency_window_days: int
+    non_activity_txn_types: tuple[str, ...]
+    class_names: dict[str, str]
+
+
+@dataclass(frozen=True)
+class QuadrantRules:
+    high_value_min_tier: str
+    high_activity_min_frequency: int
+    actions: dict[str, str]
+
+
+@dataclass(frozen=True)
+class NeedLevel:
+    code: str
+    name: str
+    rank: int
+    product_types: tuple[str, ...]
+    min_tier: str | None
+
+
+@dataclass(frozen=True)
+class CreditGradeRules:
+    medium_min_dpd: int
+    high_min_dpd: int
+    medium_min_five_class: int
+    high_min_five_class: int
+
+
+@dataclass(frozen=True)
+class AmlRules:
+    cash_single_min_cny: Decimal
+    cross_border_txn_types: tuple[str, ...]
+    cross_border_monthly_min_usd: Decimal
+    high_risk_countries: tuple[str, ...]
+    kyc_levels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PotentialRules:
+    max_tier: str
+    min_education: int
+    min_monthly_income_cny: Decimal
+    occupations: tuple[str, ...]
+    mortgage_loan_type: str
+    mortgage_max_dpd: int
+
+
+@dataclass(frozen=True)
+class CustomerClassRules:
+    a_min_tier: str
+    a_credit_grades: tuple[str, ...]
+    b_min_tier: str
+    b_excluded_credit_grades: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChurnRules:
+    min_tier: str
+    aum_decline_share: Decimal
+    decline_months_back: int
+    inactive_after_days: int
+
+
+@dataclass(frozen=True)
 class Rules:
     path: Path
     version: str
@@ -76,6 +162,19 @@ class Rules:
     max_quarantine_rate: Decimal
     warn_on_watch_share: Decimal
     warn_downgrade_share: Decimal
+    drift_warn_share: Decimal
+    drift_block_share: Decimal
+    rfm: RfmRules
+    quadrant: QuadrantRules
+    need_levels: tuple[NeedLevel, ...]
+    credit_grade: CreditGradeRules
+    aml: AmlRules
+    potential: PotentialRules
+    customer_class: CustomerClassRules
+    churn: ChurnRules
+    # Strategy text per tier code: the active retail ladder's and the corporate ladder's.
+    retail_strategies: dict[str, str]
+    corporate_strategies: dict[str, str]
 
     @property
     def active(self) -> RuleSet:
@@ -106,6 +205,192 @@ def _ladder_checks(codes: list[str], floors: list[Decimal], where: str) -> None:
     for lower, higher, code in zip(floors, floors[1:], codes[1:], strict=False):
         if higher <= lower:
             raise RulesError(f"{where}: floor of {code} ({higher}) must be above the tier below ({lower})")
+
+
+def _count(value, where: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise RulesError(f"{where}: {value!r} must be a whole number ≥ {minimum}")
+    return value
+
+
+def _label(value, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RulesError(f"{where}: missing label")
+    return value
+
+
+def _codes(values, known, where: str, what: str) -> tuple[str, ...]:
+    if not isinstance(values, list):
+        raise RulesError(f"{where}: must be a list of {what}s")
+    for value in values:
+        if value not in known:
+            raise RulesError(f"{where}: unknown {what} {value!r}")
+    return tuple(values)
+
+
+def _tier_code(value, codes: list[str], where: str, ladder: str) -> str:
+    if value not in codes:
+        raise RulesError(f"{where}: unknown tier code {value!r} (not in the {ladder} ladder: {', '.join(codes)})")
+    return value
+
+
+def _labels_by_code(mapping, codes, where: str) -> dict[str, str]:
+    # Exactly one non-empty label per expected code, in the expected order.
+    if not isinstance(mapping, dict):
+        raise RulesError(f"{where}: must map codes to labels")
+    for code in mapping:
+        if code not in codes:
+            raise RulesError(f"{where}: unknown code {code!r}")
+    return {code: _label(_require(mapping, code, where), f"{where}.{code}") for code in codes}
+
+
+def _classifications(doc: dict, where: str, active: RuleSet, corp_tiers: list[CorporateTier]) -> dict:
+    """Validate the classification sections; return the Rules fields they fill."""
+    ladder = [t.code for t in active.tiers]
+    ladder_name = f"active rule set {active.name}"
+
+    def tier(spec: dict, key: str, at: str) -> str:
+        return _tier_code(_require(spec, key, at), ladder, f"{at}.{key}", ladder_name)
+
+    at = f"{where}: rfm"
+    rfm_doc = _require(doc, "rfm", where)
+    classes = _require(rfm_doc, "classes", at)
+    if not isinstance(classes, list):
+        raise RulesError(f"{at}.classes: must be a list of {{code, name}}")
+    class_map = {}
+    for index, spec in enumerate(classes):
+        code = _require(spec, "code", f"{at}.classes[{index}]")
+        if code not in RFM_CLASSES or code in class_map:
+            raise RulesError(f"{at}.classes[{index}]: unknown or duplicate RFM class {code!r}")
+        class_map[code] = _label(_require(spec, "name", f"{at}.classes[{index}]"), f"{at}.classes[{index}].name")
+    for code in RFM_CLASSES:
+        if code not in class_map:
+            raise RulesError(f"{at}.classes: missing label for RFM class {code}")
+    rfm = RfmRules(
+        _count(_require(rfm_doc, "recency_cap_days", at), f"{at}.recency_cap_days", 1),
+        _count(_require(rfm_doc, "frequency_window_days", at), f"{at}.frequency_window_days", 1),
+        _codes(_require(rfm_doc, "non_activity_txn_types", at), TXN_TYPES, f"{at}.non_activity_txn_types",
+               "txn type"),
+        {code: class_map[code] for code in RFM_CLASSES},
+    )
+
+    at = f"{where}: value_activity_quadrant"
+    quad_doc = _require(doc, "value_activity_quadrant", where)
+    quadrant = QuadrantRules(
+        tier(quad_doc, "high_value_min_tier", at),
+        _count(_require(quad_doc, "high_activity_min_frequency", at), f"{at}.high_activity_min_frequency"),
+        _labels_by_code(_require(quad_doc, "actions", at), QUADRANTS, f"{at}.actions"),
+    )
+
+    at = f"{where}: need_levels"
+    levels_doc = _require(doc, "need_levels", where)
+    if not isinstance(levels_doc, list) or [lv.get("code") for lv in levels_doc if isinstance(lv, dict)] != list(
+            NEED_LEVELS):
+        raise RulesError(f"{at}: must list the levels {', '.join(NEED_LEVELS)} in this order")
+    need_levels = []
+    for rank, spec in enumerate(levels_doc):
+        lat = f"{at}[{rank}]"
+        min_tier = spec.get("min_tier")
+        need_levels.append(NeedLevel(
+            spec["code"], _label(_require(spec, "name", lat), f"{lat}.name"), rank,
+            _codes(_require(spec, "product_types", lat), PRODUCT_TYPES, f"{lat}.product_types", "product type"),
+            None if min_tier is None else tier(spec, "min_tier", lat)))
+
+    at = f"{where}: credit_grade"
+    credit_doc = _require(doc, "credit_grade", where)
+    credit = CreditGradeRules(*(
+        _count(_require(credit_doc, key, at), f"{at}.{key}")
+        for key in ("medium_min_dpd", "high_min_dpd", "medium_min_five_class", "high_min_five_class")))
+    if not 1 <= credit.medium_min_dpd <= credit.high_min_dpd:
+        raise RulesError(f"{at}: need 1 ≤ medium_min_dpd ≤ high_min_dpd")
+    for key in ("medium_min_five_class", "high_min_five_class"):
+        if getattr(credit, key) not in FIVE_CLASSES[1:]:
+            raise RulesError(f"{at}.{key}: {getattr(credit, key)!r} is not a five_class code 2–5")
+    if credit.medium_min_five_class > credit.high_min_five_class:
+        raise RulesError(f"{at}: medium_min_five_class must not exceed high_min_five_class")
+
+    at = f"{where}: aml"
+    aml_doc = _require(doc, "aml", where)
+    countries = _require(aml_doc, "high_risk_countries", at)
+    if not isinstance(countries, list) or not all(
+            isinstance(c, str) and len(c) == 2 and c.isascii() and c.isalpha() and c.isupper() for c in countries):
+        raise RulesError(f"{at}.high_risk_countries: must be ISO 3166 alpha-2 codes, e.g. [KP, IR]")
+    kyc = _require(aml_doc, "kyc_levels", at)
+    if not isinstance(kyc, dict) or set(kyc) != set(KYC_RISK_LEVELS):
+        raise RulesError(f"{at}.kyc_levels: must map each of {', '.join(KYC_RISK_LEVELS)} to an AML level")
+    for level, aml_level in kyc.items():
+        if aml_level not in AML_LEVELS:
+            raise RulesError(f"{at}.kyc_levels.{level}: unknown AML level {aml_level!r}")
+    aml = AmlRules(
+        _decimal(_require(aml_doc, "cash_single_min_cny", at), f"{at}.cash_single_min_cny"),
+        _codes(_require(aml_doc, "cross_border_txn_types", at), TXN_TYPES, f"{at}.cross_border_txn_types",
+               "txn type"),
+        _decimal(_require(aml_doc, "cross_border_monthly_min_usd", at), f"{at}.cross_border_monthly_min_usd"),
+        tuple(countries),
+        {level: kyc[level] for level in KYC_RISK_LEVELS},
+    )
+
+    at = f"{where}: potential"
+    pot_doc = _require(doc, "potential", where)
+    education = _count(_require(pot_doc, "min_education", at), f"{at}.min_education")
+    if education not in EDUCATION_CODES:
+        raise RulesError(f"{at}.min_education: {education!r} is not an education code 1–4")
+    loan_type = _require(pot_doc, "mortgage_loan_type", at)
+    if loan_type not in LOAN_TYPES:
+        raise RulesError(f"{at}.mortgage_loan_type: unknown loan type {loan_type!r}")
+    potential = PotentialRules(
+        tier(pot_doc, "max_tier", at), education,
+        _decimal(_require(pot_doc, "min_monthly_income_cny", at), f"{at}.min_monthly_income_cny"),
+        _codes(_require(pot_doc, "occupations", at), OCCUPATIONS, f"{at}.occupations", "occupation"),
+        loan_type,
+        _count(_require(pot_doc, "mortgage_max_dpd", at), f"{at}.mortgage_max_dpd"),
+    )
+
+    at = f"{where}: customer_class"
+    class_doc = _require(doc, "customer_class", where)
+    a_doc, b_doc = _require(class_doc, "A", at), _require(class_doc, "B", at)
+    customer_class = CustomerClassRules(
+        tier(a_doc, "min_tier", f"{at}.A"),
+        _codes(_require(a_doc, "credit_grades", f"{at}.A"), CREDIT_GRADES, f"{at}.A.credit_grades", "credit grade"),
+        tier(b_doc, "min_tier", f"{at}.B"),
+        _codes(_require(b_doc, "excluded_credit_grades", f"{at}.B"), CREDIT_GRADES, f"{at}.B.excluded_credit_grades",
+               "credit grade"),
+    )
+
+    at = f"{where}: churn"
+    churn_doc = _require(doc, "churn", where)
+    share = _decimal(_require(churn_doc, "aum_decline_share", at), f"{at}.aum_decline_share")
+    if not 0 < share <= 1:
+        raise RulesError(f"{at}.aum_decline_share must be a share above 0 and at most 1")
+    churn = ChurnRules(
+        tier(churn_doc, "min_tier", at), share,
+        _count(_require(churn_doc, "decline_months_back", at), f"{at}.decline_months_back", 1),
+        _count(_require(churn_doc, "inactive_after_days", at), f"{at}.inactive_after_days"),
+    )
+
+    at = f"{where}: service_strategies"
+    strat_doc = _require(doc, "service_strategies", where)
+    retail = _require(strat_doc, "retail", at)
+    if isinstance(retail, dict):
+        for code in retail:
+            _tier_code(code, ladder, f"{at}.retail", ladder_name)
+    corporate = _require(strat_doc, "corporate", at)
+    if isinstance(corporate, dict):
+        for code in corporate:
+            _tier_code(code, [t.code for t in corp_tiers], f"{at}.corporate", "corporate")
+
+    return {
+        "rfm": rfm,
+        "quadrant": quadrant,
+        "need_levels": tuple(need_levels),
+        "credit_grade": credit,
+        "aml": aml,
+        "potential": potential,
+        "customer_class": customer_class,
+        "churn": churn,
+        "retail_strategies": _labels_by_code(retail, ladder, f"{at}.retail"),
+        "corporate_strategies": _labels_by_code(corporate, [t.code for t in corp_tiers], f"{at}.corporate"),
+    }
 
 
 def load_rules(path: Path) -> Rules:
@@ -174,10 +459,15 @@ def load_rules(path: Path) -> Rules:
 
     gate_doc = _require(doc, "gate", where)
     shares = {}
-    for key in ("max_quarantine_rate", "warn_on_watch_share", "warn_downgrade_share"):
+    for key in ("max_quarantine_rate", "warn_on_watch_share", "warn_downgrade_share", "drift_warn_share",
+                "drift_block_share"):
         shares[key] = _decimal(_require(gate_doc, key, f"{where}: gate"), f"{where}: gate.{key}")
         if shares[key] > 1:
             raise RulesError(f"{where}: gate.{key} must be a share between 0 and 1")
+    if shares["drift_warn_share"] > shares["drift_block_share"]:
+        raise RulesError(f"{where}: gate.drift_warn_share must not be above gate.drift_block_share")
+
+    classifications = _classifications(doc, where, rule_sets[active], corp_tiers)
 
     return Rules(
         path=path,
@@ -192,6 +482,7 @@ def load_rules(path: Path) -> Rules:
         masking=masking,
         mask_char=str(masking_doc.get("mask_char", "*")),
         **shares,
+        **classifications,
     )
 
 
@@ -242,7 +533,79 @@ def seed_rows(rules: Rules) -> dict[str, list[dict[str, object]]]:
     for field, (first, last) in rules.masking.items():
         parameters.append({"parameter": f"mask_{field}_keep_first", "value": str(first)})
         parameters.append({"parameter": f"mask_{field}_keep_last", "value": str(last)})
-    return dict(zip(SEED_FILES, (value_tiers, corporate, products, parameters), strict=True))
+    parameters += _classification_parameters(rules)
+    rfm_classes = [{"rfm_class": code, "rfm_class_name": name} for code, name in rules.rfm.class_names.items()]
+    quadrants = [
+        {
+            "quadrant": code,
+            "is_high_value": str(code.startswith("HIGH_VALUE")).lower(),
+            "is_high_activity": str(code.endswith("HIGH_ACTIVITY")).lower(),
+            "quadrant_action": action,
+        }
+        for code, action in rules.quadrant.actions.items()
+    ]
+    need_levels = [
+        {
+            "need_level": level.code,
+            "need_level_name": level.name,
+            "need_rank": level.rank,
+            "product_types": ",".join(level.product_types),
+            "min_tier_code": level.min_tier or "",
+        }
+        for level in rules.need_levels
+    ]
+    kyc_levels = [
+        {"kyc_risk_level": kyc, "aml_level": level,
+         "aml_trigger": {"HIGH": "KYC_HIGH", "MEDIUM": "KYC_MEDIUM"}.get(level, "")}
+        for kyc, level in rules.aml.kyc_levels.items()
+    ]
+    strategies = [
+        {"rule_set": rules.active_rule_set, "tier_code": code, "service_strategy": text}
+        for code, text in rules.retail_strategies.items()
+    ] + [
+        {"rule_set": CORPORATE_RULE_SET, "tier_code": code, "service_strategy": text}
+        for code, text in rules.corporate_strategies.items()
+    ]
+    tables = (value_tiers, corporate, products, parameters, rfm_classes, quadrants, need_levels, kyc_levels,
+              strategies)
+    return dict(zip(SEED_FILES, tables, strict=True))
+
+
+def _classification_parameters(rules: Rules) -> list[dict[str, object]]:
+    """Scalar and list classification rules as rule_parameters rows (lists comma-separated)."""
+    values = {
+        "rfm_recency_cap_days": rules.rfm.recency_cap_days,
+        "rfm_frequency_window_days": rules.rfm.frequency_window_days,
+        "rfm_non_activity_txn_types": rules.rfm.non_activity_txn_types,
+        "quadrant_high_value_min_tier": rules.quadrant.high_value_min_tier,
+        "quadrant_high_activity_min_frequency": rules.quadrant.high_activity_min_frequency,
+        "credit_medium_min_dpd": rules.credit_grade.medium_min_dpd,
+        "credit_high_min_dpd": rules.credit_grade.high_min_dpd,
+        "credit_medium_min_five_class": rules.credit_grade.medium_min_five_class,
+        "credit_high_min_five_class": rules.credit_grade.high_min_five_class,
+        "aml_cash_single_min_cny": rules.aml.cash_single_min_cny,
+        "aml_cross_border_txn_types": rules.aml.cross_border_txn_types,
+        "aml_cross_border_monthly_min_usd": rules.aml.cross_border_monthly_min_usd,
+        "aml_high_risk_countries": rules.aml.high_risk_countries,
+        "potential_max_tier": rules.potential.max_tier,
+        "potential_min_education": rules.potential.min_education,
+        "potential_min_monthly_income_cny": rules.potential.min_monthly_income_cny,
+        "potential_occupations": rules.potential.occupations,
+        "potential_mortgage_loan_type": rules.potential.mortgage_loan_type,
+        "potential_mortgage_max_dpd": rules.potential.mortgage_max_dpd,
+        "class_a_min_tier": rules.customer_class.a_min_tier,
+        "class_a_credit_grades": rules.customer_class.a_credit_grades,
+        "class_b_min_tier": rules.customer_class.b_min_tier,
+        "class_b_excluded_credit_grades": rules.customer_class.b_excluded_credit_grades,
+        "churn_min_tier": rules.churn.min_tier,
+        "churn_aum_decline_share": rules.churn.aum_decline_share,
+        "churn_decline_months_back": rules.churn.decline_months_back,
+        "churn_inactive_after_days": rules.churn.inactive_after_days,
+    }
+    return [
+        {"parameter": name, "value": ",".join(value) if isinstance(value, tuple) else str(value)}
+        for name, value in values.items()
+    ]
 
 
 def write_seeds(rules: Rules, seeds_dir: Path) -> list[Path]:

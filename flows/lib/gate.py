@@ -63,6 +63,8 @@ class CheckResult:
     observed_value: str
     details: str
     description: str
+    # What failed, named from the offending rows (e.g. "cib_monthly GOLD +0.2500"); empty otherwise.
+    summary: str = ""
 
     @property
     def full_name(self) -> str:
@@ -96,7 +98,8 @@ class GateResult:
         return not self.blocking_failures
 
     def failure_message(self) -> str:
-        failed = self.blocking_failures
+        failed = [f"{r.full_name} ({r.summary})" if r.summary else r.full_name
+                  for r in self.results if r.severity == "blocking" and not r.success]
         where = f"; report: {self.report_path}" if self.report_path else ""
         return (f"gate {self.gate_run_id} for {self.as_of_month:%Y-%m}: {len(failed)} blocking "
                 f"expectation(s) failed: {', '.join(failed)}{where}")
@@ -128,6 +131,7 @@ def _to_result(check: Check, validation: Any) -> CheckResult:
     """Turn a GX ExpectationValidationResult into the gate's row."""
     result = dict(validation.result or {})
     errors = _exception_messages(validation.exception_info)
+    summary = ""
     details: dict[str, Any] = {"type": check.expectation.expectation_type,
                                "expected": _expected(dict(validation.expectation_config.kwargs))}
     if errors:
@@ -137,6 +141,10 @@ def _to_result(check: Check, validation: Any) -> CheckResult:
         rows = (result.get("details") or {}).get("unexpected_rows") or []
         observed = f"{result.get('observed_value', len(rows))} unexpected row(s)"
         details["unexpected_rows"] = rows[:DETAIL_ROWS]
+        if check.name_columns and rows:
+            summary = "; ".join(" ".join(str(row.get(c)) for c in check.name_columns)
+                                for row in rows[:DETAIL_ROWS] if isinstance(row, dict))
+            observed = f"{observed}: {summary}"
     elif "unexpected_count" in result:
         count, total = result.get("unexpected_count") or 0, result.get("element_count") or 0
         observed = f"{count} of {total} unexpected ({result.get('unexpected_percent') or 0:.4g}%)"
@@ -145,7 +153,7 @@ def _to_result(check: Check, validation: Any) -> CheckResult:
         observed = str(result.get("observed_value"))
     success = bool(validation.success) and not errors
     return CheckResult(check.table, check.name, check.severity, success, observed, _json(details),
-                       check.description)
+                       check.description, summary if not success else "")
 
 
 def _failed(check: Check, reason: str) -> CheckResult:
@@ -167,13 +175,34 @@ def _reference(engine: Any, queries: dict[str, str]) -> tuple[dict[str, Any], di
     return values, errors
 
 
-def run_checks(working_db: Path, as_of: date, rules: Rules,
-               tables: tuple[str, ...] | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
+def last_release_month(published_db: Path) -> date | None:
+    """as_of_month of the latest release in `published_db` (read-only; None if none or unreadable)."""
+    if not Path(published_db).exists():
+        return None
+    try:
+        con = duckdb.connect(str(published_db), read_only=True)
+        try:
+            row = con.execute("SELECT as_of_month FROM main.release_log "
+                              "ORDER BY published_at DESC LIMIT 1").fetchone()
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        log.warning("last release of %s not read (%s): drift compares with the previous month only",
+                    published_db, str(exc).splitlines()[0])
+        return None
+    return row[0] if row else None
+
+
+def run_checks(working_db: Path, as_of: date, rules: Rules, tables: tuple[str, ...] | None = None,
+               published_db: Path | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
     """Validate the month's marts/audit rows with every check (or those of `tables`); return results and
-    reference figures."""
+    reference figures. `published_db` (default: next to the working database) gives the last release's
+    month to the drift check."""
     results: dict[str, CheckResult] = {}
+    published_db = Path(published_db) if published_db else Path(working_db).with_name("published.duckdb")
+    released = last_release_month(published_db)
     with duckdb_gx(working_db, read_only=True) as session:
-        params = GateParams(as_of=as_of, rules=rules)
+        params = GateParams(as_of=as_of, rules=rules, last_release_month=released)
         reference, errors = _reference(session.engine(), reference_queries(params))
         params = replace(params, reference=reference, reference_errors=errors)
         checks = [c for c in build_checks(params) if tables is None or c.table in tables]
@@ -213,6 +242,7 @@ def run_checks(working_db: Path, as_of: date, rules: Rules,
         rate = Decimal(reference["quarantined"]) / Decimal(reference["records"])
         reference["quarantine_rate"] = rate.quantize(Decimal("0.000001"))
     reference = {**reference, **{f"{k}_error": v for k, v in errors.items()}}
+    reference["drift_baseline_month"] = params.drift_baseline_month
     return [results[c.full_name] for c in checks], reference
 
 

@@ -3,6 +3,21 @@
 Readers holding the old `published.duckdb` keep a consistent old release (the old inode stays alive);
 new readers get the new one; the pipeline never waits for a reader. Any failure leaves the current
 `published.duckdb` and the exports untouched.
+
+The AML marts (`aml_customer_risk`, `aml_trigger_transactions`) are confidential: they are never copied
+to `published.duckdb`. The same publish step writes them to `<warehouse>/restricted/aml.duckdb` (directory
+mode 0700, file mode 0600) with its own `release_log` row carrying the same release_id. Order:
+
+1. build `published.duckdb.tmp` and `restricted/aml.duckdb.tmp`, verify both, write the Parquet `.tmp`s;
+   a failure in any of these removes every tmp file and leaves both releases byte for byte;
+2. `os.replace` the restricted file, then 3. `os.replace` the main file, then the Parquet copies.
+
+Between 2 and 3 (two renames in the same warehouse, microseconds) a reader can see the new AML release
+next to the old main one; if step 3 itself failed (e.g. the warehouse directory turned read-only), the
+restricted release would stay one release ahead until the next publication — its release_log row then
+names a release_id that the main release_log lacks, which is detectable. The AML file goes first so that
+a published release never exists without its AML counterpart. A working database without the AML marts
+(builds before issue 3) publishes the main release only and leaves any restricted file as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +36,17 @@ log = logging.getLogger(__name__)
 
 # The published tables, copied whole from the working database's marts (every evaluated month).
 PUBLISHED_TABLES = ("customer_segment", "customer_tier", "tier_summary", "tier_migration")
+# Confidential marts: never in published.duckdb, only in the restricted AML release.
+AML_TABLES = ("aml_customer_risk", "aml_trigger_transactions")
+RESTRICTED_DIR = "restricted"
+RESTRICTED_DB = "aml.duckdb"
+RESTRICTED_DIR_MODE = 0o700
+RESTRICTED_FILE_MODE = 0o600
+AML_RELEASE_LOG_DDL = """
+CREATE TABLE main.release_log (
+    release_id VARCHAR, as_of_month DATE, published_at TIMESTAMP, rules_version VARCHAR,
+    gate_run_id VARCHAR, aml_customer_risk_rows BIGINT, aml_trigger_transactions_rows BIGINT)
+"""
 # Personal data never leaves the pipeline unmasked: a release with one of these columns is refused.
 FORBIDDEN_COLUMNS = ("cust_name", "cert_no", "mobile")
 RELEASE_LOG_DDL = """
@@ -54,6 +80,14 @@ class Release:
     row_counts: dict[str, int]
     published_db: Path
     exports: dict[str, Path] = field(default_factory=dict)
+    # The restricted AML release (None when the working database has no AML marts).
+    restricted_db: Path | None = None
+    restricted_row_counts: dict[str, int] = field(default_factory=dict)
+
+
+def restricted_db_path(warehouse: Path) -> Path:
+    """`<warehouse>/restricted/aml.duckdb`: the AML release, readable by AML staff only."""
+    return Path(warehouse) / RESTRICTED_DIR / RESTRICTED_DB
 
 
 def _sql_path(path: Path) -> str:
@@ -141,8 +175,90 @@ def _verify(tmp: Path, counts: dict[str, int], release_id: str) -> None:
                              [release_id]).fetchone()[0]
         if logged != 1:
             raise PublishFailed(f"release_log has {logged} rows for release {release_id}, expected 1")
+        confidential = con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            f"WHERE lower(table_name) IN ({', '.join(repr(t) for t in AML_TABLES)})").fetchall()
+        if confidential:
+            raise PublishFailed(f"confidential AML tables in the general release: "
+                                f"{', '.join(r[0] for r in confidential)}")
     finally:
         con.close()
+
+
+def _aml_tables_present(working_db: Path) -> bool:
+    """True when the working marts have both AML tables, False when neither; a half pair is an error."""
+    con = duckdb.connect(str(working_db), read_only=True)
+    try:
+        found = {r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main_marts' "
+            f"AND table_name IN ({', '.join(repr(t) for t in AML_TABLES)})").fetchall()}
+    finally:
+        con.close()
+    if found and len(found) != len(AML_TABLES):
+        missing = sorted(set(AML_TABLES) - found)
+        raise PublishFailed(f"working marts have {', '.join(sorted(found))} but not {', '.join(missing)}: "
+                            "the AML release would be incomplete")
+    return bool(found)
+
+
+def _prepare_restricted_dir(directory: Path) -> None:
+    """Create `restricted/` as 0700 (and put the mode back if someone widened it)."""
+    directory.mkdir(mode=RESTRICTED_DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(directory, RESTRICTED_DIR_MODE)
+
+
+def _build_restricted(tmp: Path, working_db: Path, previous: Path, as_of_month: date, gate_run_id: str,
+                      release_id: str, published_at: datetime, rules_version: str) -> dict[str, int]:
+    """Create the AML release at `tmp` (mode 0600): the AML marts and its release log."""
+    con = duckdb.connect(str(tmp))
+    try:
+        os.chmod(tmp, RESTRICTED_FILE_MODE)
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"ATTACH '{_sql_path(working_db)}' AS working (READ_ONLY)")
+        counts: dict[str, int] = {}
+        for table in AML_TABLES:
+            con.execute(f"CREATE TABLE main.{table} AS SELECT * FROM working.main_marts.{table}")
+            counts[table] = con.execute(f"SELECT count(*) FROM working.main_marts.{table}").fetchone()[0]
+        con.execute(AML_RELEASE_LOG_DDL)
+        if previous.exists():
+            con.execute(f"ATTACH '{_sql_path(previous)}' AS previous (READ_ONLY)")
+            has_log = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous' "
+                                  "AND schema_name = 'main' AND table_name = 'release_log'").fetchone()[0]
+            if has_log:
+                con.execute("INSERT INTO main.release_log BY NAME SELECT * FROM previous.main.release_log")
+            con.execute("DETACH previous")
+        con.execute("INSERT INTO main.release_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [release_id, as_of_month, published_at, rules_version, gate_run_id,
+                     *(counts[t] for t in AML_TABLES)])
+        con.execute("DETACH working")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return counts
+
+
+def _verify_restricted(tmp: Path, counts: dict[str, int], release_id: str) -> None:
+    """Audit the AML file: row counts, no unmasked personal data, this release logged once, mode 0600."""
+    con = duckdb.connect(str(tmp), read_only=True)
+    try:
+        for table, expected in counts.items():
+            found = con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
+            if found != expected:
+                raise PublishFailed(f"{table}: {found} rows in the AML release, {expected} in the working marts")
+        leaked = con.execute(
+            "SELECT table_name || '.' || column_name FROM information_schema.columns "
+            f"WHERE lower(column_name) IN ({', '.join(repr(c) for c in FORBIDDEN_COLUMNS)})").fetchall()
+        if leaked:
+            raise PublishFailed(f"unmasked personal data in the AML release: {', '.join(r[0] for r in leaked)}")
+        logged = con.execute("SELECT count(*) FROM main.release_log WHERE release_id = ?",
+                             [release_id]).fetchone()[0]
+        if logged != 1:
+            raise PublishFailed(f"AML release_log has {logged} rows for release {release_id}, expected 1")
+    finally:
+        con.close()
+    os.chmod(tmp, RESTRICTED_FILE_MODE)
+    if tmp.stat().st_mode & 0o777 != RESTRICTED_FILE_MODE:
+        raise PublishFailed(f"{tmp} is not mode {RESTRICTED_FILE_MODE:o}")
 
 
 def _export(tmp: Path, exports_dir: Path) -> dict[str, Path]:
@@ -166,26 +282,47 @@ def _remove(*paths: Path) -> None:
 
 
 def publish_release(working_db: Path, published_db: Path, exports_dir: Path, as_of_month: date,
-                    gate_run_id: str) -> Release:
-    """Publish the working marts as a new release if gate run `gate_run_id` passed for `as_of_month`."""
+                    gate_run_id: str, restricted_db: Path | None = None) -> Release:
+    """Publish the working marts as a new release if gate run `gate_run_id` passed for `as_of_month`.
+
+    The AML marts, when the working database has them, go to `restricted_db` (default
+    `<published_db's directory>/restricted/aml.duckdb`) in the same step: both files or neither.
+    """
     working_db, published_db, exports_dir = Path(working_db), Path(published_db), Path(exports_dir)
+    restricted_db = Path(restricted_db) if restricted_db else restricted_db_path(published_db.parent)
     check_gate_run(working_db, gate_run_id, as_of_month)
     tmp = published_db.with_name(published_db.name + ".tmp")
+    restricted_tmp = restricted_db.with_name(restricted_db.name + ".tmp")
     tmp_files = [tmp, tmp.with_name(tmp.name + ".wal")]
-    _remove(*tmp_files)  # leftovers of an interrupted run
+    restricted_tmp_files = [restricted_tmp, restricted_tmp.with_name(restricted_tmp.name + ".wal")]
+    _remove(*tmp_files, *restricted_tmp_files)  # leftovers of an interrupted run
     release_id = str(uuid.uuid4())
     published_at = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
     exports: dict[str, Path] = {}
+    aml_counts: dict[str, int] = {}
     try:
+        with_aml = _aml_tables_present(working_db)
         counts, meta = _build(tmp, working_db, published_db, as_of_month, gate_run_id, release_id,
                               published_at)
         _verify(tmp, counts, release_id)
+        if with_aml:
+            _prepare_restricted_dir(restricted_db.parent)
+            aml_counts = _build_restricted(restricted_tmp, working_db, restricted_db, as_of_month, gate_run_id,
+                                           release_id, published_at, meta[0])
+            _verify_restricted(restricted_tmp, aml_counts, release_id)
+        else:
+            log.info("no AML marts (%s) in %s: restricted AML release skipped, %s left as it was",
+                     ", ".join(AML_TABLES), working_db.name, restricted_db)
         exports = _export(tmp, exports_dir)
-        if tmp_files[1].exists():
-            raise PublishFailed(f"{tmp_files[1]} left behind: the release was not checkpointed")
+        for leftover in (tmp_files[1], restricted_tmp_files[1]):
+            if leftover.exists():
+                raise PublishFailed(f"{leftover} left behind: the release was not checkpointed")
+        # Both files are built and verified: restricted first, then main (see the module docstring).
+        if with_aml:
+            os.replace(restricted_tmp, restricted_db)
         os.replace(tmp, published_db)
     except Exception as exc:
-        _remove(*tmp_files, *exports.values())
+        _remove(*tmp_files, *restricted_tmp_files, *exports.values())
         if isinstance(exc, PublishFailed | PublishRefused):
             raise
         raise PublishFailed(f"publication of {as_of_month:%Y-%m} failed, {published_db.name} unchanged: "
@@ -195,8 +332,11 @@ def publish_release(working_db: Path, published_db: Path, exports_dir: Path, as_
     for table, tmp_export in exports.items():
         final[table] = exports_dir / f"{table}.parquet"
         os.replace(tmp_export, final[table])
-    log.info("published release %s for %s (gate run %s): %s", release_id, f"{as_of_month:%Y-%m}", gate_run_id,
-             ", ".join(f"{t} {n}" for t, n in counts.items()))
+    log.info("published release %s for %s (gate run %s): %s%s", release_id, f"{as_of_month:%Y-%m}",
+             gate_run_id, ", ".join(f"{t} {n}" for t, n in counts.items()),
+             f"; restricted AML release {restricted_db}: " + ", ".join(f"{t} {n}" for t, n in aml_counts.items())
+             if with_aml else "")
     return Release(release_id=release_id, as_of_month=as_of_month, published_at=published_at,
                    gate_run_id=gate_run_id, rules_version=meta[0], rule_set=meta[1], rule_set_version=meta[2],
-                   row_counts=counts, published_db=published_db, exports=final)
+                   row_counts=counts, published_db=published_db, exports=final,
+                   restricted_db=restricted_db if with_aml else None, restricted_row_counts=aml_counts)

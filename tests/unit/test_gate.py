@@ -399,3 +399,233 @@ def test_gx_releases_the_file_after_validation(warehouse: Path) -> None:
     con = duckdb.connect(str(warehouse / "tiering.duckdb"))  # read-write: nobody may still hold the file
     con.execute("CREATE TABLE main.probe AS SELECT 1 AS x")
     con.close()
+
+
+# --- Drift of tier shares vs the previous month (or the last published release's month, if earlier) ---
+
+def _summary_rows(month: date, counts: dict[str, int], rule_set: str = "cib_monthly") -> str:
+    values = ", ".join(f"(DATE '{month}', '{rule_set}', '{tier}', {n})" for tier, n in counts.items())
+    return f"INSERT INTO main_marts.tier_summary (as_of_month, rule_set, tier, customers) VALUES {values}"
+
+
+# October's cib_monthly shares in the golden database: NONCORE 2/5, CORE 1/5, GOLD 1/5, PLATINUM 1/5.
+STABLE = {"NONCORE": 4, "CORE": 2, "GOLD": 2, "PLATINUM": 2, "BLACK": 0, "DIAMOND": 0}
+MODERATE = {"NONCORE": 4, "CORE": 2, "GOLD": 3, "PLATINUM": 1, "BLACK": 0, "DIAMOND": 0}  # ±0.10
+BIG = {"NONCORE": 1, "CORE": 1, "GOLD": 1, "PLATINUM": 7, "BLACK": 0, "DIAMOND": 0}  # PLATINUM 0.7 → 0.2
+
+
+def _drift(warehouse: Path) -> dict[str, object]:
+    results, reference = run_checks(warehouse / "tiering.duckdb", AS_OF, RULES, tables=("tier_summary",))
+    found = {r.name: r for r in results if r.name.startswith("tier_share_drift")}
+    assert set(found) == {"tier_share_drift_warn", "tier_share_drift_block"}
+    assert found["tier_share_drift_warn"].severity == "warning"
+    assert found["tier_share_drift_block"].severity == "blocking"
+    return {**found, "reference": reference}
+
+
+def test_drift_stable_shares_pass(warehouse: Path) -> None:
+    mutate(warehouse, _summary_rows(PREV, STABLE))
+    found = _drift(warehouse)
+    assert found["tier_share_drift_warn"].success and found["tier_share_drift_block"].success
+    assert found["reference"]["drift_baseline_month"] == PREV
+
+
+def test_drift_moderate_move_warns_only(warehouse: Path) -> None:
+    mutate(warehouse, _summary_rows(PREV, MODERATE))
+    found = _drift(warehouse)
+    warn = found["tier_share_drift_warn"]
+    assert not warn.success and found["tier_share_drift_block"].success
+    assert "cib_monthly GOLD -0.1000" in warn.observed_value
+    assert "cib_monthly PLATINUM 0.1000" in warn.observed_value
+    result = gate_flow.fn(str(warehouse), "2026-10-31")
+    assert result.success and "tier_summary.tier_share_drift_warn" in result.warning_failures
+
+
+def test_drift_big_jump_blocks_naming_the_tier(warehouse: Path) -> None:
+    mutate(warehouse, _summary_rows(PREV, BIG))
+    with pytest.raises(GateFailed) as failed:
+        gate_flow.fn(str(warehouse), "2026-10-31")
+    message = str(failed.value)
+    assert "tier_summary.tier_share_drift_block" in message and "cib_monthly PLATINUM -0.5000" in message
+    assert "\n" not in message
+    html = (warehouse / "reports" / "2026-10" / "gate.html").read_text(encoding="utf-8")
+    assert "tier_share_drift_block" in html and "PLATINUM" in html
+
+
+def test_drift_at_exactly_the_bound_does_not_fire(warehouse: Path) -> None:
+    # GOLD 1/4 = 0.25 → 0.20 and NONCORE 1/4 → 0.40: moves of 0.05 (= warn bound) and 0.15.
+    mutate(warehouse, _summary_rows(PREV, {"NONCORE": 1, "CORE": 1, "GOLD": 1, "PLATINUM": 1}))
+    found = _drift(warehouse)
+    assert not found["tier_share_drift_warn"].success  # NONCORE moved 0.15
+    assert "GOLD" not in found["tier_share_drift_warn"].observed_value  # exactly 0.05: not above
+    assert found["tier_share_drift_block"].success
+
+
+def test_drift_without_a_previous_month_passes_with_a_note(warehouse: Path) -> None:
+    mutate(warehouse, f"DELETE FROM main_marts.tier_summary WHERE as_of_month = DATE '{PREV}'")
+    found = _drift(warehouse)
+    for name in ("tier_share_drift_warn", "tier_share_drift_block"):
+        assert found[name].success and "nothing to compare" in found[name].description
+
+
+def test_drift_compares_with_the_last_release_when_it_is_earlier(warehouse: Path) -> None:
+    august = date(2026, 8, 31)
+    mutate(warehouse, _summary_rows(PREV, STABLE), _summary_rows(august, BIG))
+    assert _drift(warehouse)["tier_share_drift_block"].success  # September is the baseline: stable
+    con = duckdb.connect(str(warehouse / "published.duckdb"))
+    con.execute("CREATE TABLE release_log (release_id VARCHAR, as_of_month DATE, published_at TIMESTAMP)")
+    con.execute("INSERT INTO release_log VALUES ('r-aug', DATE '2026-08-31', TIMESTAMP '2026-09-02 08:00')")
+    con.close()
+    found = _drift(warehouse)
+    assert found["reference"]["drift_baseline_month"] == august
+    assert not found["tier_share_drift_block"].success
+    assert "PLATINUM" in found["tier_share_drift_block"].observed_value
+
+
+# --- Issue-3 classification columns and the AML marts (hand-built, consistent with the rules) ---
+
+_STRATEGY = {**RULES.retail_strategies, **RULES.corporate_strategies} if hasattr(RULES, "retail_strategies") \
+    else {}
+# cust_id → rfm_r, rfm_f, r/f/m scores, rfm_class, activity, quadrant, need, credit grade, potential,
+# reasons, class, churn, churn reason  (means over P001–P005: R 136, F 7.6, M 103290.32)
+CLASSIFIED = {
+    "P001": (5, 20, 5, 5, 2, "HHL", "HIGH", "LOW_VALUE_HIGH_ACTIVITY", "BASIC", "NONE", False, None, "C",
+             False, None),
+    "P002": (10, 15, 4, 4, 4, "HHH", "HIGH", "HIGH_VALUE_HIGH_ACTIVITY", "BASIC", "NONE", False, None, "B",
+             False, None),
+    "P003": (100, 2, 3, 3, 5, "HLH", "LOW", "HIGH_VALUE_LOW_ACTIVITY", "ADVANCED", "NONE", False, None, "A",
+             True, "INACTIVE"),
+    "P004": (200, 1, 2, 2, 3, "LLL", "LOW", "LOW_VALUE_LOW_ACTIVITY", "BASIC", "NONE", False, None, "C",
+             False, None),
+    "P005": (365, 0, 1, 1, 1, "LLL", "LOW", "LOW_VALUE_LOW_ACTIVITY", "BASIC", "LOW", True,
+             "MORTGAGE_CURRENT", "B", False, None),
+}
+CLASSIFICATION_DDL = [
+    "ALTER TABLE main_marts.customer_segment ADD COLUMN " + column for column in (
+        "rfm_r INTEGER", "rfm_f INTEGER", "rfm_m DECIMAL(18,2)", "rfm_r_score INTEGER", "rfm_f_score INTEGER",
+        "rfm_m_score INTEGER", "rfm_class VARCHAR", "rfm_class_name VARCHAR", "activity_level VARCHAR",
+        "value_activity_quadrant VARCHAR", "quadrant_action VARCHAR", "need_level VARCHAR",
+        "credit_grade VARCHAR", "potential_flag BOOLEAN", "potential_reasons VARCHAR",
+        "customer_class VARCHAR", "churn_warning BOOLEAN", "churn_reason VARCHAR", "service_strategy VARCHAR")
+] + ["""
+CREATE TABLE main_marts.aml_customer_risk AS
+    SELECT as_of_month, cust_id,
+           CASE cust_id WHEN 'P001' THEN 'HIGH' WHEN 'C001' THEN 'MEDIUM' ELSE 'LOW' END AS aml_level,
+           CASE cust_id WHEN 'P001' THEN 'CASH_LARGE' WHEN 'C001' THEN 'KYC_MEDIUM' ELSE '' END AS aml_triggers
+    FROM main_marts.customer_segment WHERE as_of_month = DATE '2026-10-31'""", """
+CREATE TABLE main_marts.aml_trigger_transactions AS
+    SELECT DATE '2026-10-31' AS as_of_month, 'P001' AS cust_id, 'CASH_LARGE' AS trigger, 'T0001' AS txn_id,
+           TIMESTAMP '2026-10-12 10:00:00' AS txn_time, 'DEP' AS txn_type, CAST(60000 AS DECIMAL(18,2)) AS amount,
+           'CNY' AS currency, CAST(60000 AS DECIMAL(38,8)) AS amount_cny, NULL::VARCHAR AS counterparty_country"""]
+
+
+def classify(warehouse: Path) -> None:
+    con = duckdb.connect(str(warehouse / "tiering.duckdb"))
+    for sql in CLASSIFICATION_DDL:
+        con.execute(sql)
+    names = RULES.rfm.class_names
+    actions = RULES.quadrant.actions
+    for cust, (r, f, rs, fs, ms, cls, act, quad, need, grade, pot, why, klass, churn, reason) in CLASSIFIED.items():
+        con.execute("""UPDATE main_marts.customer_segment SET rfm_r = ?, rfm_f = ?, rfm_m = avg_daily_aum_cny,
+                           rfm_r_score = ?, rfm_f_score = ?, rfm_m_score = ?, rfm_class = ?, rfm_class_name = ?,
+                           activity_level = ?, value_activity_quadrant = ?, quadrant_action = ?, need_level = ?,
+                           credit_grade = ?, potential_flag = ?, potential_reasons = ?, customer_class = ?,
+                           churn_warning = ?, churn_reason = ?, service_strategy = ?
+                       WHERE cust_id = ? AND as_of_month = ?""",
+                    [r, f, rs, fs, ms, cls, names[cls], act, quad, actions[quad], need, grade, pot, why, klass,
+                     churn, reason, _STRATEGY[CLASSIFIED_TIER[cust]], cust, AS_OF])
+    for cust, grade in (("C001", "NONE"), ("C002", "LOW")):
+        con.execute("UPDATE main_marts.customer_segment SET need_level = 'PROFESSIONAL', credit_grade = ?, "
+                    "service_strategy = ? WHERE cust_id = ? AND as_of_month = ?",
+                    [grade, _STRATEGY[CLASSIFIED_TIER[cust]], cust, AS_OF])
+    con.close()
+
+
+CLASSIFIED_TIER = {cust: row[4] for cust, row in SEGMENT.items()}
+
+CLASSIFICATION_FAILURES = {
+    "unknown_rfm_class": ("UPDATE main_marts.customer_segment SET rfm_class = 'XYZ' WHERE cust_id = 'P001'",
+                          "customer_segment.rfm_class_known"),
+    "score_out_of_range": ("UPDATE main_marts.customer_segment SET rfm_r_score = 6 WHERE cust_id = 'P001'",
+                           "customer_segment.rfm_r_score_1_to_5"),
+    "score_not_rank": ("UPDATE main_marts.customer_segment SET rfm_m_score = 3 WHERE cust_id = 'P003'",
+                       "customer_segment.rfm_scores_match_ranks"),
+    "class_not_mean_based": ("UPDATE main_marts.customer_segment SET rfm_class = 'HHH', "
+                             "rfm_class_name = '重要价值客户' WHERE cust_id = 'P001'",
+                             "customer_segment.rfm_class_matches_means"),
+    "class_a_below_platinum": ("UPDATE main_marts.customer_segment SET customer_class = 'A' WHERE cust_id = 'P002'",
+                               "customer_segment.customer_class_follows_rules"),
+    "class_a_with_medium_credit": ("UPDATE main_marts.customer_segment SET credit_grade = 'MEDIUM' "
+                                   "WHERE cust_id = 'P003'", "customer_segment.customer_class_follows_rules"),
+    "corporate_basic_need": ("UPDATE main_marts.customer_segment SET need_level = 'BASIC' WHERE cust_id = 'C001'",
+                             "customer_segment.corporate_need_level_professional"),
+    "retail_professional_below_black": ("UPDATE main_marts.customer_segment SET need_level = 'PROFESSIONAL' "
+                                        "WHERE cust_id = 'P003'",
+                                        "customer_segment.retail_professional_need_iff_min_tier"),
+    "churn_below_gold": ("UPDATE main_marts.customer_segment SET churn_warning = TRUE, churn_reason = 'INACTIVE' "
+                         "WHERE cust_id = 'P004'", "customer_segment.churn_warning_only_from_min_tier"),
+    "rfm_m_not_aum": ("UPDATE main_marts.customer_segment SET rfm_m = rfm_m + 0.01 WHERE cust_id = 'P002'",
+                      "customer_segment.rfm_m_equals_avg_daily_aum"),
+    "potential_above_core": ("UPDATE main_marts.customer_segment SET potential_flag = TRUE, "
+                             "potential_reasons = 'INCOME' WHERE cust_id = 'P002'",
+                             "customer_segment.potential_only_up_to_max_tier"),
+    "retail_column_on_corporate": ("UPDATE main_marts.customer_segment SET rfm_class = 'HHH' WHERE cust_id = 'C002'",
+                                   "customer_segment.retail_only_columns_null_for_corporate"),
+    "quadrant_wrong": ("UPDATE main_marts.customer_segment SET value_activity_quadrant = 'HIGH_VALUE_HIGH_ACTIVITY' "
+                       "WHERE cust_id = 'P001'", "customer_segment.activity_and_quadrant_follow_rules"),
+    "strategy_wrong": ("UPDATE main_marts.customer_segment SET service_strategy = '随便' WHERE cust_id = 'C001'",
+                       "customer_segment.service_strategy_matches_rules"),
+    "retail_credit_grade_missing": ("UPDATE main_marts.customer_segment SET credit_grade = NULL "
+                                    "WHERE cust_id = 'P004'", "customer_segment.credit_grade_not_null"),
+    "aml_duplicate": ("INSERT INTO main_marts.aml_customer_risk SELECT * FROM main_marts.aml_customer_risk "
+                      "WHERE cust_id = 'P002'", "aml_customer_risk.one_row_per_customer_month"),
+    "aml_unknown_level": ("UPDATE main_marts.aml_customer_risk SET aml_level = 'SEVERE' WHERE cust_id = 'P002'",
+                          "aml_customer_risk.aml_level_known"),
+    "aml_high_without_trigger": ("UPDATE main_marts.aml_customer_risk SET aml_level = 'HIGH' "
+                                 "WHERE cust_id = 'P002'", "aml_customer_risk.level_follows_triggers"),
+    "aml_trigger_but_low": ("UPDATE main_marts.aml_customer_risk SET aml_level = 'LOW' WHERE cust_id = 'P001'",
+                            "aml_customer_risk.level_follows_triggers"),
+    "aml_customer_missing": ("DELETE FROM main_marts.aml_customer_risk WHERE cust_id = 'C002'",
+                             "aml_customer_risk.customers_match_customer_segment"),
+    "aml_txn_without_trigger": ("UPDATE main_marts.aml_customer_risk SET aml_level = 'LOW', aml_triggers = '' "
+                                "WHERE cust_id = 'P001'", "aml_trigger_transactions.agrees_with_aml_customer_risk"),
+    "aml_cash_below_bound": ("UPDATE main_marts.aml_trigger_transactions SET amount_cny = 49999.99",
+                             "aml_trigger_transactions.transactions_meet_their_trigger"),
+}
+
+
+def test_classified_candidate_passes_every_classification_check(warehouse: Path) -> None:
+    classify(warehouse)
+    tables = ("customer_segment", "aml_customer_risk", "aml_trigger_transactions")
+    results, _ = run_checks(warehouse / "tiering.duckdb", AS_OF, RULES, tables=tables)
+    failed = {r.full_name: (r.observed_value, r.details) for r in results if not r.success}
+    assert failed == {}
+    names = {r.full_name for r in results}
+    assert {c for _, c in CLASSIFICATION_FAILURES.values()} <= names
+    assert sum(r.table.startswith("aml_") for r in results) >= 10
+
+
+def test_classification_checks_wait_for_the_columns(warehouse: Path) -> None:
+    results, _ = run_checks(warehouse / "tiering.duckdb", AS_OF, RULES,
+                            tables=("customer_segment", "aml_customer_risk", "aml_trigger_transactions"))
+    assert all(r.success for r in results)
+    assert not {"rfm_class_known", "customer_class_follows_rules"} & {r.name for r in results}
+    assert not any(r.table.startswith("aml_") for r in results)
+    # Half the columns there: the present ones are checked and a warning names the missing ones.
+    mutate(warehouse, *CLASSIFICATION_DDL[:7])
+    results, _ = run_checks(warehouse / "tiering.duckdb", AS_OF, RULES, tables=("customer_segment",))
+    by_name = {r.name: r for r in results}
+    assert "rfm_r_score_1_to_5" in by_name and "customer_class_known" not in by_name
+    assert by_name["classification_columns_complete"].severity == "warning"
+    assert not by_name["classification_columns_complete"].success
+
+
+@pytest.mark.parametrize("case", list(CLASSIFICATION_FAILURES))
+def test_each_classification_check_catches_its_defect(warehouse: Path, case: str) -> None:
+    classify(warehouse)
+    statement, expectation = CLASSIFICATION_FAILURES[case]
+    mutate(warehouse, statement)
+    table = expectation.split(".")[0]
+    results, _ = run_checks(warehouse / "tiering.duckdb", AS_OF, RULES, tables=(table,))
+    failed = [r.full_name for r in results if not r.success and r.severity == "blocking"]
+    assert expectation in failed

@@ -13,7 +13,13 @@ import duckdb
 import pytest
 
 import flows  # noqa: F401  (no-telemetry environment before Prefect loads)
-from flows.lib.publishing import FORBIDDEN_COLUMNS, PUBLISHED_TABLES, PublishFailed, PublishRefused
+from flows.lib.publishing import (
+    AML_TABLES,
+    FORBIDDEN_COLUMNS,
+    PUBLISHED_TABLES,
+    PublishFailed,
+    PublishRefused,
+)
 from flows.publish import publish_flow
 
 AS_OF = "2026-10-31"
@@ -165,3 +171,101 @@ def test_failed_publication_leaves_the_release_byte_for_byte(
     assert sha256(published) == before
     assert {p.name: sha256(p) for p in (warehouse / "exports").iterdir()} == exports
     assert not (warehouse / "published.duckdb.tmp").exists()
+
+
+# --- The confidential AML marts: never in published.duckdb, released to restricted/aml.duckdb together ---
+
+AML_SQL = """
+CREATE TABLE main_marts.aml_customer_risk AS
+    SELECT as_of_month, cust_id, CASE WHEN cust_id = 'P001' THEN 'HIGH' ELSE 'LOW' END AS aml_level,
+           CASE WHEN cust_id = 'P001' THEN 'CASH_LARGE' ELSE '' END AS aml_triggers
+    FROM main_marts.customer_segment;
+CREATE TABLE main_marts.aml_trigger_transactions AS
+    SELECT as_of_month, cust_id, 'CASH_LARGE' AS trigger, 'T' || cust_id AS txn_id,
+           (as_of_month::TIMESTAMP) AS txn_time, 'DEP' AS txn_type, CAST(60000 AS DECIMAL(18, 2)) AS amount,
+           'CNY' AS currency, CAST(60000 AS DECIMAL(38, 8)) AS amount_cny, NULL::VARCHAR AS counterparty_country
+    FROM main_marts.customer_segment WHERE cust_id = 'P001';
+"""
+
+
+@pytest.fixture
+def aml_warehouse(warehouse: Path) -> Path:
+    working(warehouse, AML_SQL)
+    return warehouse
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_aml_marts_go_to_the_restricted_release_only(aml_warehouse: Path) -> None:
+    release = publish_flow.fn(str(aml_warehouse), AS_OF, "gate-ok")
+    restricted = aml_warehouse / "restricted" / "aml.duckdb"
+    assert release.restricted_db == restricted
+    assert release.restricted_row_counts == {"aml_customer_risk": 10, "aml_trigger_transactions": 2}
+    published_tables = {r[0] for r in read_in_new_process(
+        aml_warehouse / "published.duckdb", "SELECT table_name FROM information_schema.tables")}
+    assert published_tables == {*PUBLISHED_TABLES, "release_log"}
+    assert published_tables.isdisjoint(AML_TABLES)
+    assert _mode(restricted.parent) == 0o700 and _mode(restricted) == 0o600
+    assert not list(restricted.parent.glob("*.tmp*"))
+    assert {r[0] for r in read_in_new_process(
+        restricted, "SELECT table_name FROM information_schema.tables")} == {*AML_TABLES, "release_log"}
+    assert read_in_new_process(restricted, "SELECT count(*) FROM aml_customer_risk") == [[10]]
+    log = read_in_new_process(restricted, "SELECT release_id, as_of_month, gate_run_id, "
+                                          "aml_customer_risk_rows, aml_trigger_transactions_rows FROM release_log")
+    assert log == [[release.release_id, "2026-10-31", "gate-ok", 10, 2]]
+    main_log = read_in_new_process(aml_warehouse / "published.duckdb", "SELECT release_id FROM release_log")
+    assert main_log == [[release.release_id]]
+    assert not {p.stem for p in (aml_warehouse / "exports").iterdir()} & set(AML_TABLES)
+
+
+def test_second_release_keeps_the_aml_log_and_tightens_modes(aml_warehouse: Path) -> None:
+    first = publish_flow.fn(str(aml_warehouse), AS_OF, "gate-ok")
+    restricted = aml_warehouse / "restricted" / "aml.duckdb"
+    restricted.parent.chmod(0o755)  # someone widened it: the next release puts 0700 back
+    second = publish_flow.fn(str(aml_warehouse), AS_OF, "gate-ok")
+    assert _mode(restricted.parent) == 0o700 and _mode(restricted) == 0o600
+    assert read_in_new_process(restricted, "SELECT release_id FROM release_log ORDER BY published_at") == [
+        [first.release_id], [second.release_id]]
+
+
+def test_without_aml_marts_the_restricted_release_is_skipped(warehouse: Path, caplog) -> None:
+    with caplog.at_level("INFO"):
+        release = publish_flow.fn(str(warehouse), AS_OF, "gate-ok")
+    assert release.restricted_db is None and release.restricted_row_counts == {}
+    assert not (warehouse / "restricted").exists()
+    assert "restricted AML release skipped" in caplog.text
+
+
+@pytest.mark.parametrize(("breakage", "message"), [
+    # The main release fails: the AML release is not replaced either.
+    ("DROP TABLE main_marts.tier_migration", "tier_migration"),
+    # The AML release fails: the main release is not replaced either.
+    ("ALTER TABLE main_marts.aml_customer_risk ADD COLUMN cert_no VARCHAR", "AML release"),
+    ("DROP TABLE main_marts.aml_trigger_transactions", "incomplete"),
+])
+def test_a_failure_leaves_both_releases_byte_for_byte(aml_warehouse: Path, breakage: str, message: str) -> None:
+    publish_flow.fn(str(aml_warehouse), AS_OF, "gate-ok")
+    published, restricted = aml_warehouse / "published.duckdb", aml_warehouse / "restricted" / "aml.duckdb"
+    before = (sha256(published), sha256(restricted))
+    exports = {p.name: sha256(p) for p in (aml_warehouse / "exports").iterdir()}
+    working(aml_warehouse, breakage)
+    with pytest.raises(PublishFailed, match=message):
+        publish_flow.fn(str(aml_warehouse), AS_OF, "gate-ok")
+    assert (sha256(published), sha256(restricted)) == before
+    assert {p.name: sha256(p) for p in (aml_warehouse / "exports").iterdir()} == exports
+    assert sorted(p.name for p in restricted.parent.iterdir()) == ["aml.duckdb"]
+    assert not (aml_warehouse / "published.duckdb.tmp").exists()
+
+
+def test_confidential_tables_in_the_main_release_are_refused(tmp_path: Path) -> None:
+    from flows.lib.publishing import _verify
+
+    candidate = tmp_path / "published.duckdb.tmp"
+    con = duckdb.connect(str(candidate))
+    con.execute("CREATE TABLE release_log (release_id VARCHAR); INSERT INTO release_log VALUES ('r1'); "
+                "CREATE TABLE aml_customer_risk (cust_id VARCHAR)")
+    con.close()
+    with pytest.raises(PublishFailed, match="confidential AML tables in the general release: aml_customer_risk"):
+        _verify(candidate, {}, "r1")

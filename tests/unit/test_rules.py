@@ -167,3 +167,154 @@ def test_rendered_seeds_match_the_yaml(tmp_path, doc):
 def test_seed_floors_are_exact_decimals():
     rows = seed_rows(load_rules(DEFAULT_RULES))["rule_value_tiers.csv"]
     assert all(isinstance(row["floor_cny"], Decimal) for row in rows)
+
+
+def test_shipped_classification_rules_load():
+    rules = load_rules(DEFAULT_RULES)
+    assert rules.rfm.recency_cap_days == 365 and rules.rfm.non_activity_txn_types == ("FEE", "INT")
+    assert list(rules.rfm.class_names) == ["HHH", "LHH", "HLH", "LLH", "HHL", "LHL", "HLL", "LLL"]
+    assert rules.quadrant.high_value_min_tier == "GOLD" and rules.quadrant.high_activity_min_frequency == 12
+    assert [lv.code for lv in rules.need_levels] == ["BASIC", "ADVANCED", "PROFESSIONAL"]
+    assert rules.need_levels[2].min_tier == "BLACK"
+    assert rules.aml.cash_single_min_cny == Decimal("50000") and rules.aml.kyc_levels["H"] == "HIGH"
+    assert rules.churn.aum_decline_share == Decimal("0.30")
+    assert set(rules.retail_strategies) == {t.code for t in rules.active.tiers}
+    assert set(rules.corporate_strategies) == {t.code for t in rules.corporate_tiers}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("value_activity_quadrant", "high_value_min_tier"), "GOLD_CARD", "value_activity_quadrant.high_value_min_tier"),
+        (("potential", "max_tier"), "SILVER", "potential.max_tier"),
+        (("customer_class", "A", "min_tier"), "STRATEGIC", "customer_class.A.min_tier"),
+        (("churn", "min_tier"), "KEY", "churn.min_tier"),
+        (("need_levels", 2, "min_tier"), "ULTRA", "need_levels[2].min_tier"),
+    ],
+)
+def test_unknown_tier_codes_name_the_place(tmp_path, doc, path, value, expected):
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    message = _load_error(tmp_path, doc)
+    assert expected in message and f"unknown tier code {value!r}" in message and "cib_monthly" in message
+
+
+def test_strategies_must_cover_the_active_and_corporate_ladders(tmp_path, doc):
+    del doc["service_strategies"]["retail"]["PLATINUM"]
+    assert "service_strategies.retail: missing 'PLATINUM'" in _load_error(tmp_path, doc)
+    doc = yaml.safe_load(DEFAULT_RULES.read_text(encoding="utf-8"))
+    doc["service_strategies"]["corporate"]["VIP"] = "x"
+    message = _load_error(tmp_path, doc)
+    assert "service_strategies.corporate" in message and "'VIP'" in message
+
+
+def test_switching_the_active_rule_set_requires_matching_tier_codes(tmp_path, doc):
+    doc["active_rule_set"] = "abc_quarterly"
+    message = _load_error(tmp_path, doc)
+    assert "unknown tier code 'GOLD'" in message and "abc_quarterly" in message
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("rfm", "classes", 0, "name"), "", "rfm.classes[0].name: missing label"),
+        (("value_activity_quadrant", "actions", "HIGH_VALUE_LOW_ACTIVITY"), " ",
+         "value_activity_quadrant.actions.HIGH_VALUE_LOW_ACTIVITY: missing label"),
+        (("need_levels", 1, "name"), None, "need_levels[1].name: missing label"),
+        (("service_strategies", "retail", "CORE"), "", "service_strategies.retail.CORE: missing label"),
+    ],
+)
+def test_missing_labels_name_the_place(tmp_path, doc, path, value, expected):
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    assert expected in _load_error(tmp_path, doc)
+
+
+def test_missing_rfm_class_label(tmp_path, doc):
+    doc["rfm"]["classes"] = doc["rfm"]["classes"][:-1]
+    assert "missing label for RFM class LLL" in _load_error(tmp_path, doc)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("rfm", "non_activity_txn_types"), ["FEE", "TAX"], "rfm.non_activity_txn_types: unknown txn type 'TAX'"),
+        (("aml", "cross_border_txn_types"), ["XBI", "SWIFT"], "aml.cross_border_txn_types: unknown txn type 'SWIFT'"),
+        (("need_levels", 1, "product_types"), ["WM", "BOND"], "need_levels[1].product_types: unknown product type"),
+        (("potential", "mortgage_loan_type"), "HOUSE", "potential.mortgage_loan_type: unknown loan type 'HOUSE'"),
+        (("potential", "occupations"), ["ACC", "PILOT"], "potential.occupations: unknown occupation 'PILOT'"),
+        (("potential", "min_education"), 5, "potential.min_education"),
+        (("customer_class", "A", "credit_grades"), ["LOW", "NONE", "OK"], "customer_class.A.credit_grades"),
+        (("aml", "kyc_levels", "H"), "SEVERE", "aml.kyc_levels.H: unknown AML level 'SEVERE'"),
+        (("aml", "high_risk_countries"), ["KP", "iran"], "aml.high_risk_countries"),
+        (("credit_grade", "high_min_five_class"), 6, "credit_grade.high_min_five_class"),
+    ],
+)
+def test_unknown_codes_name_the_place(tmp_path, doc, path, value, expected):
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    assert expected in _load_error(tmp_path, doc)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (("rfm", "recency_cap_days"), -1, "rfm.recency_cap_days"),
+        (("rfm", "frequency_window_days"), 0, "rfm.frequency_window_days"),
+        (("value_activity_quadrant", "high_activity_min_frequency"), -12,
+         "value_activity_quadrant.high_activity_min_frequency"),
+        (("credit_grade", "high_min_dpd"), -90, "credit_grade.high_min_dpd"),
+        (("aml", "cash_single_min_cny"), "-50000", "aml.cash_single_min_cny"),
+        (("aml", "cross_border_monthly_min_usd"), "-1", "aml.cross_border_monthly_min_usd"),
+        (("potential", "min_monthly_income_cny"), "-20000", "potential.min_monthly_income_cny"),
+        (("potential", "mortgage_max_dpd"), -1, "potential.mortgage_max_dpd"),
+        (("churn", "aum_decline_share"), "-0.3", "churn.aum_decline_share"),
+        (("churn", "aum_decline_share"), "1.5", "churn.aum_decline_share"),
+        (("churn", "inactive_after_days"), -90, "churn.inactive_after_days"),
+    ],
+)
+def test_negative_or_out_of_range_numbers_name_the_place(tmp_path, doc, path, value, expected):
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = value
+    assert expected in _load_error(tmp_path, doc)
+
+
+def test_credit_bounds_must_be_ordered(tmp_path, doc):
+    doc["credit_grade"]["medium_min_dpd"] = 120
+    assert "credit_grade: need 1 ≤ medium_min_dpd ≤ high_min_dpd" in _load_error(tmp_path, doc)
+
+
+def test_classification_seeds_mirror_the_yaml(tmp_path, doc):
+    write_seeds(load_rules(DEFAULT_RULES), tmp_path / "seeds")
+    seeds = tmp_path / "seeds"
+    classes = _read_csv(seeds / "rule_rfm_classes.csv")
+    assert [(r["rfm_class"], r["rfm_class_name"]) for r in classes] == [
+        (c["code"], c["name"]) for c in doc["rfm"]["classes"]]
+    quadrants = {r["quadrant"]: r for r in _read_csv(seeds / "rule_quadrants.csv")}
+    assert quadrants["HIGH_VALUE_LOW_ACTIVITY"]["is_high_value"] == "true"
+    assert quadrants["HIGH_VALUE_LOW_ACTIVITY"]["is_high_activity"] == "false"
+    assert quadrants["LOW_VALUE_HIGH_ACTIVITY"]["quadrant_action"] == doc["value_activity_quadrant"]["actions"][
+        "LOW_VALUE_HIGH_ACTIVITY"]
+    levels = _read_csv(seeds / "rule_need_levels.csv")
+    assert [(r["need_level"], r["product_types"], r["min_tier_code"]) for r in levels] == [
+        ("BASIC", "CASA,TD", ""), ("ADVANCED", "WM,FUND,INS,GOLD", ""), ("PROFESSIONAL", "", "BLACK")]
+    kyc = {r["kyc_risk_level"]: (r["aml_level"], r["aml_trigger"]) for r in _read_csv(seeds / "rule_aml_kyc_levels.csv")}
+    assert kyc == {"L": ("LOW", ""), "M": ("MEDIUM", "KYC_MEDIUM"), "H": ("HIGH", "KYC_HIGH")}
+    strategies = {(r["rule_set"], r["tier_code"]): r["service_strategy"]
+                  for r in _read_csv(seeds / "rule_service_strategies.csv")}
+    assert strategies[("cib_monthly", "DIAMOND")] == doc["service_strategies"]["retail"]["DIAMOND"]
+    assert strategies[("corporate", "KEY")] == doc["service_strategies"]["corporate"]["KEY"]
+    parameters = {r["parameter"]: r["value"] for r in _read_csv(seeds / "rule_parameters.csv")}
+    assert parameters["rfm_non_activity_txn_types"] == "FEE,INT"
+    assert parameters["aml_high_risk_countries"] == ",".join(doc["aml"]["high_risk_countries"])
+    assert parameters["churn_aum_decline_share"] == doc["churn"]["aum_decline_share"]
+    assert parameters["class_a_credit_grades"] == "LOW,NONE"
+    assert parameters["potential_min_monthly_income_cny"] == "20000"

@@ -30,6 +30,12 @@ value_tiers as (
 
 ),
 
+classifications as (
+
+    select * from {{ ref('int_customer_monthly_classifications') }}
+
+),
+
 active_retail_tiers as (
 
     -- customer_segment publishes the active rule set's tier (rule_value_tiers.is_active).
@@ -116,7 +122,26 @@ final as (
         segment_tiers.effective_from,
         segment_tiers.rule_set,
         segment_tiers.rule_set_version,
-        {{ rule_parameter('rules_version') }} as rules_version
+        {{ rule_parameter('rules_version') }} as rules_version,
+        classifications.rfm_r,
+        classifications.rfm_f,
+        classifications.rfm_m,
+        classifications.rfm_r_score,
+        classifications.rfm_f_score,
+        classifications.rfm_m_score,
+        classifications.rfm_class,
+        classifications.rfm_class_name,
+        classifications.activity_level,
+        classifications.value_activity_quadrant,
+        classifications.quadrant_action,
+        classifications.need_level,
+        classifications.credit_grade,
+        classifications.potential_flag,
+        classifications.potential_reasons,
+        classifications.customer_class,
+        classifications.churn_warning,
+        classifications.churn_reason,
+        classifications.service_strategy
     from measures
     inner join snapshots
         on measures.as_of_month = snapshots.as_of_month
@@ -124,6 +149,9 @@ final as (
     left join segment_tiers
         on measures.as_of_month = segment_tiers.as_of_month
         and measures.cust_id = segment_tiers.cust_id
+    left join classifications
+        on measures.as_of_month = classifications.as_of_month
+        and measures.cust_id = classifications.cust_id
 
 )
 

@@ -1,0 +1,117 @@
+with
+
+txns as (
+
+    select * from {{ ref('int_transactions_converted_to_cny') }}
+
+),
+
+measures as (
+
+    select * from {{ ref('int_customer_monthly_measures') }}
+
+),
+
+months as (
+
+    select * from {{ ref('int_evaluation_months') }}
+
+),
+
+month_txns as (
+
+    -- AML looks at every transaction of the month (bank postings included) of customers evaluated at M.
+    select
+        measures.as_of_month,
+        txns.*,
+        -- USD equivalent = amount × rate(ccy) ÷ rate(USD) of that day, exact to 10⁻⁸ USD, half up.
+        case
+            when txns.is_cross_border then {{ exact_divide_round(
+                'txns.amount_cny * 1000000', 'txns.cny_per_usd * 1000000', 8) }}
+        end as amount_usd
+    from measures
+    inner join months
+        on measures.as_of_month = months.as_of_month
+    inner join txns
+        on measures.cust_id = txns.cust_id
+        and txns.txn_date between months.month_start and months.as_of_month
+
+),
+
+cash_large as (
+
+    -- One cash transaction at or above the floor (in CNY at the day's rate) is enough.
+    select
+        'CASH_LARGE' as aml_trigger,
+        month_txns.*
+    from month_txns
+    where month_txns.is_cash
+        and month_txns.amount_cny >= {{ rule_parameter('aml_cash_single_min_cny', 'decimal(18, 2)') }}
+
+),
+
+cross_border_totals as (
+
+    select
+        month_txns.as_of_month,
+        month_txns.cust_id
+    from month_txns
+    where month_txns.is_cross_border
+    group by 1, 2
+    having sum(month_txns.amount_usd) >= {{ rule_parameter('aml_cross_border_monthly_min_usd', 'decimal(18, 2)') }}
+
+),
+
+cross_border_total as (
+
+    -- Every cross-border transaction of the month explains a total that reached the floor.
+    select
+        'CROSS_BORDER_TOTAL' as aml_trigger,
+        month_txns.*
+    from month_txns
+    inner join cross_border_totals
+        on month_txns.as_of_month = cross_border_totals.as_of_month
+        and month_txns.cust_id = cross_border_totals.cust_id
+    where month_txns.is_cross_border
+
+),
+
+high_risk_country as (
+
+    select
+        'HIGH_RISK_COUNTRY' as aml_trigger,
+        month_txns.*
+    from month_txns
+    where {{ in_rule_list('month_txns.counterparty_country', 'aml_high_risk_countries') }}
+
+),
+
+triggers as (
+
+    select * from cash_large
+    union all by name
+    select * from cross_border_total
+    union all by name
+    select * from high_risk_country
+
+),
+
+final as (
+
+    select
+        triggers.as_of_month,
+        triggers.cust_id,
+        triggers.aml_trigger as trigger,
+        triggers.txn_id,
+        triggers.txn_at as txn_time,
+        triggers.txn_type,
+        triggers.txn_amount as amount,
+        triggers.currency,
+        triggers.amount_cny,
+        triggers.amount_usd,
+        triggers.counterparty_country
+    from triggers
+
+)
+
+select * from final

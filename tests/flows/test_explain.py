@@ -1,0 +1,228 @@
+"""`tiering explain`: the explanation agrees with the published row and with an independent recomputation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import time
+from decimal import ROUND_HALF_UP, Decimal
+
+import duckdb
+import pytest
+
+from flows.cli import main
+from flows.lib.explain import EVIDENCE_UNAVAILABLE, explain_customer, render_text, to_json
+from flows.rules import load_rules
+from flows.settings import DEFAULT_RULES
+
+AUM_PRODUCTS = {"CASA", "TD", "WM", "FUND", "INS", "GOLD"}
+
+
+def _published(warehouse, sql, params=()):
+    with duckdb.connect(str(warehouse / "published.duckdb"), read_only=True) as con:
+        return con.execute(sql, list(params)).fetchall()
+
+
+@pytest.fixture(scope="module")
+def cases(published_warehouse):
+    """Customers to explain in the last published month: retail on watch (if any), retail upgraded, corporate."""
+    _, warehouse, as_of = published_warehouse
+    picks = {}
+    for name, where in (("watch", "cust_type = 'P' and on_watch"), ("up", "cust_type = 'P' and tier_change = 'UP'"),
+                        ("corporate", "cust_type <> 'P'"), ("retail", "cust_type = 'P'")):
+        found = _published(warehouse, f"select cust_id from customer_segment where as_of_month = ? and {where} "
+                                       "order by avg_daily_aum_cny desc, cust_id limit 1", [as_of])
+        if found:
+            picks[name] = found[0][0]
+    assert {"up", "corporate", "retail"} <= picks.keys()
+    return warehouse, as_of, picks
+
+
+def _independent_month_sum(warehouse, cust_id: str, start: dt.date, end: dt.date) -> Decimal:
+    """Σ over the days of [start, end] of the customer's AUM balances × that day's rate, from raw, in Decimals."""
+    with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
+        accounts = con.execute("select batch_date, acct_id, cust_id, product_type from raw.cbs_account").fetchall()
+        balances = con.execute("select batch_date, acct_id, bal_date, balance, currency from raw.cbs_balance "
+                               "where bal_date between ? and ?", [start, end]).fetchall()
+        rates = con.execute("select batch_date, currency, rate_date, cny_per_unit from raw.cbs_fx_rate").fetchall()
+    owner = {(b, a): (c, p) for b, a, c, p in accounts}
+    latest: dict = {}
+    for _batch, currency, day, rate in sorted(rates):
+        latest[(currency, day)] = rate  # a later batch's rate replaces an earlier one
+    total = Decimal(0)
+    for batch, acct, day, balance, currency in balances:
+        cust, product = owner[(batch, acct)]
+        if cust == cust_id and product in AUM_PRODUCTS:
+            rate = Decimal(1) if currency == "CNY" else latest[(currency, day)]
+            total += Decimal(balance) * Decimal(rate)
+    return total
+
+
+def _round2(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+@pytest.mark.parametrize("case", ["watch", "up", "corporate"])
+def test_measure_and_evidence_agree_with_published_and_raw(cases, case):
+    warehouse, as_of, picks = cases
+    if case not in picks:
+        pytest.skip(f"no {case} customer in the fixture month")
+    cust_id = picks[case]
+    e = explain_customer(warehouse, cust_id)
+    assert e.as_of_month == as_of and not e.notes
+    (published_avg, published_3m, days), = _published(
+        warehouse, "select avg_daily_aum_cny, aum_3m_avg_cny, aum_days from customer_segment "
+                   "where cust_id = ? and as_of_month = ?", [cust_id, as_of])
+    ev = e.evidence
+    assert e.measures["avg_daily_aum_cny"] == published_avg
+    assert ev["avg_daily_aum_rounded_cny"] == published_avg and ev["matches_published"]
+    assert ev["days"] == days == as_of.day
+    split_total = sum((s["balance_sum_cny"] for s in ev["aum_split"]), Decimal(0))
+    independent = _independent_month_sum(warehouse, cust_id, as_of.replace(day=1), as_of)
+    assert split_total == ev["aum_sum_cny"] == independent
+    assert _round2(independent / days) == published_avg
+    assert all(s["product_type"] in AUM_PRODUCTS for s in ev["aum_split"])
+    assert all(s["product_type"] in {"LOAN", "CARD"} for s in ev["excluded_debts"])
+    three = ev["three_month"]
+    independent_3m = _independent_month_sum(warehouse, cust_id, three["window_start"], as_of)
+    assert three["aum_sum_cny"] == independent_3m
+    assert three["days"] == (as_of - three["window_start"]).days + 1
+    assert _round2(independent_3m / three["days"]) == published_3m == three["avg_rounded_cny"]
+
+
+@pytest.mark.parametrize("case", ["watch", "up", "retail"])
+def test_ladder_and_hysteresis_follow_the_rules_file(cases, case):
+    warehouse, as_of, picks = cases
+    if case not in picks:
+        pytest.skip(f"no {case} customer in the fixture month")
+    e = explain_customer(warehouse, picks[case])
+    rules = load_rules(DEFAULT_RULES)
+    rule_set = rules.rule_sets[e.rules["rule_set"]]
+    assert e.rules["rule_set_version"] == rule_set.version and e.rules["rules_version"] == rules.version
+    exact = e.evidence["aum_sum_cny"] / Decimal(e.evidence["days"])
+    steps = {s["tier"]: s for s in e.ladder["steps"]}
+    assert [t.code for t in rule_set.tiers] == list(steps)
+    for tier in rule_set.tiers:
+        assert steps[tier.code]["floor_cny"] == tier.floor_cny
+        assert steps[tier.code]["crossed"] == (e.evidence["aum_sum_cny"] >= tier.floor_cny * e.evidence["days"])
+        assert steps[tier.code]["crossed"] == (exact >= tier.floor_cny)
+    assert e.ladder["implied_tier"] == e.result["implied_tier"] and e.ladder["agrees_with_published"]
+    h = e.hysteresis
+    held = rule_set.tier(h["tier_held_last_month"] or e.result["value_tier"])
+    assert h["grace_months"] == held.grace_months
+    assert h["grace_left"] == h["grace_months"] - h["months_below"]
+    if case == "watch":
+        assert h["on_watch"] and h["months_below"] > 0 and h["grace_left"] > 0
+    if case == "up":
+        assert h["tier_change"] == "UP" and h["months_below"] == 0 and not h["on_watch"]
+    assert h["effective_from"] == as_of + dt.timedelta(days=1)
+
+
+def test_corporate_is_measured_on_deposits_and_loans(cases):
+    warehouse, _, picks = cases
+    e = explain_customer(warehouse, picks["corporate"])
+    assert e.ladder is None and e.hysteresis is None
+    rules = load_rules(DEFAULT_RULES)
+    k = e.corporate
+    assert [s["tier"] for s in k["steps"]] == [t.code for t in rules.corporate_tiers]
+    assert k["implied_tier"] == e.result["value_tier"] and k["agrees_with_published"]
+    loans = sum((loan["outstanding_cny"] for loan in e.evidence["loans_at_month_end"]), Decimal(0))
+    assert _round2(loans) == e.measures["loan_outstanding_cny"]
+
+
+def test_json_parses_and_matches(cases, capsys):
+    warehouse, as_of, picks = cases
+    cust_id = picks.get("watch", picks["up"])
+    assert main(["explain", cust_id, "--json", "--warehouse", str(warehouse), "--as-of", f"{as_of:%Y-%m}"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    e = explain_customer(warehouse, cust_id, as_of)
+    assert doc == json.loads(to_json(e)) == e.to_dict()
+    assert doc["measures"]["avg_daily_aum_cny"] == str(e.measures["avg_daily_aum_cny"])  # exact, a string
+    assert Decimal(doc["evidence"]["aum_sum_cny"]) == e.evidence["aum_sum_cny"]
+    assert doc["hysteresis"]["grace_left"] == doc["hysteresis"]["grace_months"] - doc["hysteresis"]["months_below"]
+
+
+def test_text_and_earlier_month(cases, capsys):
+    warehouse, as_of, picks = cases
+    assert main(["explain", picks["up"], "--warehouse", str(warehouse), "--as-of", "2026-02-28"]) == 0
+    out = capsys.readouterr().out
+    assert "month 2026-02" in out and "ladder" in out and "hysteresis" in out and "Σ daily AUM ÷ days" in out
+
+
+def test_no_raw_personal_data_in_output(cases, capsys):
+    warehouse, _, picks = cases
+    for cust_id in set(picks.values()):
+        with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
+            raw = con.execute("select distinct cust_name, cert_no, mobile from raw.cbs_customer where cust_id = ?",
+                              [cust_id]).fetchall()
+        assert raw
+        for flag in ([], ["--json"]):
+            assert main(["explain", cust_id, "--warehouse", str(warehouse), *flag]) == 0
+            out = capsys.readouterr().out
+            for values in raw:
+                for value in values:
+                    if value:
+                        assert value not in out
+        text = render_text(explain_customer(warehouse, cust_id))
+        assert explain_customer(warehouse, cust_id).customer["cust_name_masked"] in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["NO_SUCH_CUSTOMER"], "unknown customer NO_SUCH_CUSTOMER"),
+    (["{cust}", "--as-of", "2025-12"], "not published"),
+])
+def test_unknown_customer_or_month_fails_with_one_line(cases, capsys, argv, message):
+    warehouse, _, picks = cases
+    argv = [a.replace("{cust}", picks["up"]) for a in argv]
+    assert main(["explain", *argv, "--warehouse", str(warehouse)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1 and message in captured.err
+
+
+def test_locked_working_database_still_prints_the_published_part(cases, tmp_path, capsys):
+    warehouse, _, picks = cases
+    copy = tmp_path / "warehouse"
+    copy.mkdir()
+    for name in ("published.duckdb", "tiering.duckdb"):
+        shutil.copy(warehouse / name, copy / name)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
+                               "time.sleep(60)", str(copy / "tiering.duckdb")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        time.sleep(0.2)
+        assert main(["explain", picks["up"], "--warehouse", str(copy)]) == 0
+        out = capsys.readouterr().out
+    finally:
+        holder.kill()
+        holder.wait()
+    assert out.count(EVIDENCE_UNAVAILABLE) == 1
+    assert "result:" in out and "hysteresis" in out and "ladder" in out
+
+
+def test_classification_columns_are_shown_when_present_and_aml_never(cases, tmp_path):
+    warehouse, as_of, picks = cases
+    copy = tmp_path / "warehouse"
+    copy.mkdir()
+    for name in ("published.duckdb", "tiering.duckdb"):
+        shutil.copy(warehouse / name, copy / name)
+    with duckdb.connect(str(copy / "published.duckdb")) as con:  # the copy gets the issue-3 columns
+        con.execute("alter table customer_segment add column rfm_r integer default 10")
+        con.execute("alter table customer_segment add column rfm_f integer default 3")
+        con.execute("alter table customer_segment add column rfm_m decimal(18,2)")
+        con.execute("update customer_segment set rfm_m = avg_daily_aum_cny, rfm_r = case when cust_id = ? "
+                    "then 400 else 10 end", [picks["up"]])
+        con.execute("alter table customer_segment add column customer_class varchar default 'C'")
+        con.execute("alter table customer_segment add column credit_grade varchar default 'NONE'")
+        con.execute("alter table customer_segment add column aml_level varchar default 'SECRET_HIGH'")
+    e = explain_customer(copy, picks["up"], as_of)
+    k = e.classifications
+    assert k["customer_class"] == "C" and "class_reason" in k and "aml_level" not in k
+    assert k["rfm"]["measures"]["R"]["value"] == 400 and not k["rfm"]["measures"]["R"]["high"]
+    assert "credit_grade_loans" in k
+    assert "SECRET_HIGH" not in to_json(e) and "SECRET_HIGH" not in render_text(e)
+    assert "RFM class" in render_text(e)
