@@ -17,6 +17,8 @@ EXAMPLES = textwrap.dedent("""\
       tiering generate --out landing --customers 20000 --start 2026-07-01 --end 2026-10-31
       tiering ingest --landing landing
       tiering run --landing landing --as-of 2026-10-31
+      tiering explain C0000000105 --as-of 2026-10-31
+      tiering backtest --rules candidate.yml --as-of 2026-10-31
       tiering demo
       duckdb -readonly warehouse/published.duckdb "from tier_summary"
     """)
