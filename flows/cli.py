@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("cust_id", help="customer id")
     exp.add_argument("--as-of", type=_as_of_arg, help="evaluated month (default: the latest published)")
     exp.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    exp.add_argument("--aml", action="store_true",
+                     help="also show AML risk and its trigger transactions (AML staff: reads restricted/aml.duckdb)")
     exp.add_argument("--warehouse", help=warehouse_help)
 
     bt = add("backtest", "evaluate a candidate rules file on a published month: who would move between "
@@ -199,7 +201,8 @@ def _explain(args) -> int:
     from flows.settings import Settings
 
     settings = Settings.from_env(warehouse=args.warehouse)
-    explanation = explain_customer(settings.warehouse, args.cust_id, args.as_of, settings.rules_path)
+    explanation = explain_customer(settings.warehouse, args.cust_id, args.as_of, settings.rules_path,
+                                   include_aml=args.aml)
     print(to_json(explanation) if args.json else render_text(explanation))
     return 0
 

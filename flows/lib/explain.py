@@ -58,6 +58,7 @@ class Explanation:
     classifications: dict | None
     evidence: dict | None
     notes: list[str] = field(default_factory=list)
+    aml: dict | None = None  # only with include_aml, from the restricted database
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))
@@ -67,8 +68,12 @@ class Explanation:
 
 
 def explain_customer(warehouse: Path, cust_id: str, as_of: dt.date | None = None,
-                     rules_path: Path | None = None) -> Explanation:
-    """Explain `cust_id`'s result of month `as_of` (default: the latest published month)."""
+                     rules_path: Path | None = None, include_aml: bool = False) -> Explanation:
+    """Explain `cust_id`'s result of month `as_of` (default: the latest published month).
+
+    AML risk is confidential: it is read (from restricted/aml.duckdb) only with `include_aml`, and only
+    by a user the file's permissions let in.
+    """
     published_db, working_db = Path(warehouse) / "published.duckdb", Path(warehouse) / "tiering.duckdb"
     if not published_db.exists():
         raise ExplainError(f"no published database at {published_db}")
@@ -115,8 +120,30 @@ def explain_customer(warehouse: Path, cust_id: str, as_of: dt.date | None = None
         rule_ladder, rule_corporate = _ladders_from_rules_file(rules_path)
         ladder_rows = ladder_rows if ladder_rows is not None else rule_ladder
         corporate_rows = corporate_rows if corporate_rows is not None else rule_corporate
-    return _assemble(row, month, release, rule_sets, history, classes, evidence, ladder_rows,
-                     corporate_rows, notes)
+    explanation = _assemble(row, month, release, rule_sets, history, classes, evidence, ladder_rows,
+                            corporate_rows, notes)
+    if include_aml:
+        explanation.aml = _read_aml(Path(warehouse) / "restricted" / "aml.duckdb", cust_id, month)
+    return explanation
+
+
+def _read_aml(aml_db: Path, cust_id: str, month: dt.date) -> dict:
+    """The customer's AML level, triggers and trigger transactions from the restricted release."""
+    try:
+        con = duckdb.connect(str(aml_db), read_only=True)
+    except (duckdb.IOException, PermissionError) as exc:
+        reason = "not found" if not aml_db.exists() else "not readable by this user (AML staff only)"
+        raise ExplainError(f"restricted AML database {aml_db} {reason}") from exc
+    with con:
+        risk = _one(con, "select aml_level, aml_triggers from aml_customer_risk "
+                         "where cust_id = ? and as_of_month = ?", [cust_id, month])
+        transactions = _all(con, "select trigger, txn_id, txn_time, txn_type, amount, currency, amount_cny, "
+                                 "counterparty_country from aml_trigger_transactions "
+                                 "where cust_id = ? and as_of_month = ? order by trigger, txn_time, txn_id",
+                            [cust_id, month])
+    if risk is None:
+        raise ExplainError(f"customer {cust_id} has no AML result for {month:%Y-%m} in {aml_db}")
+    return {**risk, "trigger_transactions": transactions}
 
 
 class _NoEvidence(Exception):
@@ -499,6 +526,13 @@ def render_text(e: Explanation) -> str:
                          f"{h['tier_change']}")
     if e.classifications:
         lines += ["", "classifications"] + _render_classes(e.classifications)
+    if e.aml is not None:
+        lines += ["", "AML risk (restricted: AML staff only)",
+                  f"  level {e.aml['aml_level']}; triggers: {e.aml['aml_triggers'] or 'none'}"]
+        for t in e.aml["trigger_transactions"]:
+            lines.append(f"    {t['trigger']}: txn {t['txn_id']} {t['txn_time']} {t['txn_type']} "
+                         f"{_money(t['amount'])} {t['currency']} (= {_money(t['amount_cny'])} CNY)"
+                         + (f" counterparty {t['counterparty_country']}" if t["counterparty_country"] else ""))
     return "\n".join(lines)
 
 

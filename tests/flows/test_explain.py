@@ -226,3 +226,29 @@ def test_classification_columns_are_shown_when_present_and_aml_never(cases, tmp_
     assert "credit_grade_loans" in k
     assert "SECRET_HIGH" not in to_json(e) and "SECRET_HIGH" not in render_text(e)
     assert "RFM class" in render_text(e)
+
+
+def test_aml_is_shown_only_on_request_from_the_restricted_database(cases, tmp_path, capsys):
+    warehouse, as_of, _ = cases
+    with duckdb.connect(str(warehouse / "restricted" / "aml.duckdb"), read_only=True) as con:
+        cust_id, level, triggers = con.execute(
+            "select cust_id, aml_level, aml_triggers from aml_customer_risk where as_of_month = ? "
+            "order by aml_level = 'HIGH' desc, cust_id limit 1", [as_of]).fetchone()
+        trigger_txns = con.execute("select count(*) from aml_trigger_transactions "
+                                   "where cust_id = ? and as_of_month = ?", [cust_id, as_of]).fetchone()[0]
+    plain = explain_customer(warehouse, cust_id)
+    assert plain.aml is None and "AML risk" not in render_text(plain)
+    assert json.loads(to_json(plain))["aml"] is None and "aml_level" not in to_json(plain)
+
+    e = explain_customer(warehouse, cust_id, include_aml=True)
+    assert (e.aml["aml_level"], e.aml["aml_triggers"]) == (level, triggers)
+    assert len(e.aml["trigger_transactions"]) == trigger_txns
+    assert f"level {level}" in render_text(e)
+
+    # Without the restricted file (a consumer's copy of the warehouse) the request fails in one line.
+    copy = tmp_path / "consumer"
+    copy.mkdir()
+    shutil.copy(warehouse / "published.duckdb", copy / "published.duckdb")
+    assert main(["explain", cust_id, "--aml", "--warehouse", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "restricted AML database" in err and "not found" in err
