@@ -2,7 +2,7 @@
 
 Like `reference_model.py` it shares no code with the pipeline but the rules file's parameters: it parses
 CBS_CUSTOMER, CBS_ACCOUNT, CBS_TXN, CBS_LOAN and CBS_FX_RATE itself and applies
-/work/shared/tiering-rules.md literally. Readings where the rules text is silent (kept in one place here):
+the tiering rules (tiering-rules.md) literally. Readings where the rules text is silent (kept in one place here):
 
 - a transaction belongs to the customer of its account in that day's account snapshot;
 - R counts calendar days from the last customer-initiated transaction's date to as_of (≤ as_of only);
