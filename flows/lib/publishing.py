@@ -158,23 +158,27 @@ def _build(tmp: Path, working_db: Path, previous: Path, as_of_month: date, gate_
     return counts, meta
 
 
+def _check_release_file(con, counts: dict[str, int], release_id: str, what: str) -> None:
+    """The checks every built release file passes: row counts, no personal-data columns, logged once."""
+    for table, expected in counts.items():
+        found = con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
+        if found != expected:
+            raise PublishFailed(f"{table}: {found} rows in the {what}, {expected} in the working marts")
+    leaked = con.execute(
+        "SELECT table_name || '.' || column_name FROM information_schema.columns "
+        f"WHERE lower(column_name) IN ({', '.join(repr(c) for c in FORBIDDEN_COLUMNS)})").fetchall()
+    if leaked:
+        raise PublishFailed(f"unmasked personal data in the {what}: {', '.join(r[0] for r in leaked)}")
+    logged = con.execute("SELECT count(*) FROM main.release_log WHERE release_id = ?", [release_id]).fetchone()[0]
+    if logged != 1:
+        raise PublishFailed(f"{what} release_log has {logged} rows for release {release_id}, expected 1")
+
+
 def _verify(tmp: Path, counts: dict[str, int], release_id: str) -> None:
     """Audit the built file on its own: row counts, no personal-data columns, this release logged once."""
     con = duckdb.connect(str(tmp), read_only=True)
     try:
-        for table, expected in counts.items():
-            found = con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
-            if found != expected:
-                raise PublishFailed(f"{table}: {found} rows in the release, {expected} in the working marts")
-        leaked = con.execute(
-            "SELECT table_name || '.' || column_name FROM information_schema.columns "
-            f"WHERE lower(column_name) IN ({', '.join(repr(c) for c in FORBIDDEN_COLUMNS)})").fetchall()
-        if leaked:
-            raise PublishFailed(f"unmasked personal data in the release: {', '.join(r[0] for r in leaked)}")
-        logged = con.execute("SELECT count(*) FROM main.release_log WHERE release_id = ?",
-                             [release_id]).fetchone()[0]
-        if logged != 1:
-            raise PublishFailed(f"release_log has {logged} rows for release {release_id}, expected 1")
+        _check_release_file(con, counts, release_id, "release")
         confidential = con.execute(
             "SELECT table_name FROM information_schema.tables "
             f"WHERE lower(table_name) IN ({', '.join(repr(t) for t in AML_TABLES)})").fetchall()
@@ -241,19 +245,7 @@ def _verify_restricted(tmp: Path, counts: dict[str, int], release_id: str) -> No
     """Audit the AML file: row counts, no unmasked personal data, this release logged once, mode 0600."""
     con = duckdb.connect(str(tmp), read_only=True)
     try:
-        for table, expected in counts.items():
-            found = con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
-            if found != expected:
-                raise PublishFailed(f"{table}: {found} rows in the AML release, {expected} in the working marts")
-        leaked = con.execute(
-            "SELECT table_name || '.' || column_name FROM information_schema.columns "
-            f"WHERE lower(column_name) IN ({', '.join(repr(c) for c in FORBIDDEN_COLUMNS)})").fetchall()
-        if leaked:
-            raise PublishFailed(f"unmasked personal data in the AML release: {', '.join(r[0] for r in leaked)}")
-        logged = con.execute("SELECT count(*) FROM main.release_log WHERE release_id = ?",
-                             [release_id]).fetchone()[0]
-        if logged != 1:
-            raise PublishFailed(f"AML release_log has {logged} rows for release {release_id}, expected 1")
+        _check_release_file(con, counts, release_id, "AML release")
     finally:
         con.close()
     os.chmod(tmp, RESTRICTED_FILE_MODE)
