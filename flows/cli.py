@@ -19,6 +19,7 @@ EXAMPLES = textwrap.dedent("""\
       tiering run --landing landing --as-of 2026-10-31
       tiering explain C0000000105 --as-of 2026-10-31
       tiering backtest --rules candidate.yml --as-of 2026-10-31
+      tiering status --landing landing
       tiering demo
       duckdb -readonly warehouse/published.duckdb "from tier_summary"
     """)
@@ -93,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--aml", action="store_true",
                      help="also show AML risk and its trigger transactions (AML staff: reads restricted/aml.duckdb)")
     exp.add_argument("--warehouse", help=warehouse_help)
+
+    st = add("status", "show loaded batches, failed or pending ones, the last gate run and the last release",
+             "tiering status --landing landing --warehouse warehouse")
+    st.add_argument("--landing", type=Path, help="landing folder: also list batches not loaded yet")
+    st.add_argument("--warehouse", help=warehouse_help)
 
     bt = add("backtest", "evaluate a candidate rules file on a published month: who would move between "
              "tiers and classes (nothing is published)",
@@ -207,6 +213,15 @@ def _explain(args) -> int:
     return 0
 
 
+def _status(args) -> int:
+    from flows.lib.status import collect_status, render_status
+    from flows.settings import Settings
+
+    status = collect_status(Settings.from_env(warehouse=args.warehouse), args.landing)
+    print("\n".join(render_status(status)))
+    return 0
+
+
 def print_tier_summary(published_db: Path, as_of: dt.date) -> None:
     """Print the published tier summary of one month from the consumer database."""
     import duckdb
@@ -226,6 +241,7 @@ def print_tier_summary(published_db: Path, as_of: dt.date) -> None:
 
 COMMANDS = {"generate": _generate, "ingest": _ingest, "run": _run, "demo": _demo}
 COMMANDS["explain"] = _explain
+COMMANDS["status"] = _status
 
 
 def _backtest(args) -> int:

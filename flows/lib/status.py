@@ -1,0 +1,113 @@
+"""`tiering status`: what is loaded, what failed or waits, and the last gate run and release.
+
+Read-only everywhere: the working database is opened read-only (and reported as busy while a
+pipeline run holds it), the published database too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from flows.lib.extracts import discover_batches
+from flows.settings import Settings
+
+BUSY = "working database busy: a pipeline run holds it; batch and gate status are shown after the run"
+
+
+@dataclass
+class Status:
+    """The warehouse at a glance; every part is None when its database does not exist yet."""
+
+    warehouse: Path
+    loaded: dict | None = None  # dates, first, last, records, quarantined
+    failed_batches: list[dict] = field(default_factory=list)  # batch_date, table_name, status, message
+    pending: list[dt.date] | None = None  # landing folders not loaded yet (only with a landing folder)
+    last_gate: dict | None = None
+    last_release: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def collect_status(settings: Settings, landing: Path | None = None) -> Status:
+    """Gather the status of one warehouse (and, given `landing`, the batches waiting there)."""
+    status = Status(settings.warehouse)
+    loaded_dates: set[dt.date] = set()
+    if settings.working_db.exists():
+        try:
+            with duckdb.connect(str(settings.working_db), read_only=True) as con:
+                loaded_dates = _read_working(con, status)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            status.notes.append(BUSY)
+    else:
+        status.notes.append(f"no working database yet at {settings.working_db}: nothing ingested")
+    if landing is not None:
+        status.pending = [d for d in discover_batches(landing) if d not in loaded_dates]
+    if settings.published_db.exists():
+        with duckdb.connect(str(settings.published_db), read_only=True) as con:
+            row = con.execute("select release_id, as_of_month, published_at, rules_version, rule_set_version "
+                              "from release_log order by published_at desc limit 1").fetchone()
+        if row:
+            status.last_release = dict(zip(("release_id", "as_of_month", "published_at", "rules_version",
+                                            "rule_set_version"), row, strict=True))
+    else:
+        status.notes.append("nothing published yet")
+    return status
+
+
+def _tables(con) -> set[str]:
+    return {f"{s}.{t}" for s, t in con.execute(
+        "select table_schema, table_name from information_schema.tables").fetchall()}
+
+
+def _read_working(con, status: Status) -> set[dt.date]:
+    tables = _tables(con)
+    if "audit.batch_log" not in tables:
+        return set()
+    # A date counts as loaded when all of its tables are; any other state is shown with its message.
+    loaded = con.execute(
+        "select batch_date, sum(records), sum(quarantined) from audit.batch_log group by batch_date "
+        "having bool_and(status = 'LOADED') order by batch_date").fetchall()
+    if loaded:
+        status.loaded = {"dates": len(loaded), "first": loaded[0][0], "last": loaded[-1][0],
+                         "records": sum(r[1] for r in loaded), "quarantined": sum(r[2] for r in loaded)}
+    status.failed_batches = [
+        dict(zip(("batch_date", "table_name", "status", "message"), row, strict=True))
+        for row in con.execute("select batch_date, table_name, status, message from audit.batch_log "
+                               "where status <> 'LOADED' order by batch_date, table_name").fetchall()]
+    if "gate.run" in tables:
+        row = con.execute("select gate_run_id, as_of_month, finished_at, success, blocking_failures "
+                          "from gate.run order by started_at desc limit 1").fetchone()
+        if row:
+            status.last_gate = dict(zip(("gate_run_id", "as_of_month", "finished_at", "success",
+                                         "blocking_failures"), row, strict=True))
+    return {r[0] for r in loaded}
+
+
+def render_status(status: Status) -> list[str]:
+    """Plain lines for the terminal."""
+    lines = [f"warehouse {status.warehouse}"]
+    if status.loaded:
+        lo = status.loaded
+        lines.append(f"loaded: {lo['dates']} batch dates, {lo['first']} … {lo['last']}, {lo['records']} records, "
+                     f"{lo['quarantined']} quarantined")
+    for batch in status.failed_batches:
+        lines.append(f"FAILED {batch['batch_date']} {batch['table_name']} {batch['status']}: {batch['message']}")
+    if status.pending is not None:
+        shown = ", ".join(f"{d:%Y%m%d}" for d in status.pending[:10])
+        more = f" (+{len(status.pending) - 10} more)" if len(status.pending) > 10 else ""
+        lines.append(f"pending in landing: {len(status.pending)}" + (f" — {shown}{more}" if shown else ""))
+    if status.last_gate:
+        g = status.last_gate
+        verdict = "passed" if g["success"] else f"FAILED ({g['blocking_failures']} blocking)"
+        lines.append(f"last gate: {g['as_of_month']:%Y-%m} {verdict} at {g['finished_at']} ({g['gate_run_id']})")
+    if status.last_release:
+        r = status.last_release
+        lines.append(f"last release: {r['as_of_month']:%Y-%m} published {r['published_at']} "
+                     f"({r['release_id']}, rules {r['rules_version']}, {r['rule_set_version']})")
+    lines += [f"note: {n}" for n in status.notes]
+    return lines
