@@ -12,23 +12,10 @@ months as (
 
 ),
 
-snapshot_dates as (
-
-    select distinct accounts.snapshot_date
-    from accounts
-
-),
-
 month_end_snapshot_dates as (
 
     -- CBS_ACCOUNT is a full daily snapshot: holdings are those of the month's last batch on or before its end.
-    select
-        months.as_of_month,
-        max(snapshot_dates.snapshot_date) as snapshot_date
-    from months
-    inner join snapshot_dates
-        on snapshot_dates.snapshot_date <= months.as_of_month
-    group by months.as_of_month
+    {{ month_end_snapshot_dates('accounts', 'months') }}
 
 ),
 

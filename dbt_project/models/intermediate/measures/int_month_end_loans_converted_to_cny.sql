@@ -18,23 +18,10 @@ fx_rates as (
 
 ),
 
-snapshot_dates as (
-
-    select distinct loans.snapshot_date
-    from loans
-
-),
-
 month_end_snapshot_dates as (
 
     -- CBS_LOAN is a full daily snapshot: month-end outstanding is the month's last batch on or before its end.
-    select
-        months.as_of_month,
-        max(snapshot_dates.snapshot_date) as snapshot_date
-    from months
-    inner join snapshot_dates
-        on snapshot_dates.snapshot_date <= months.as_of_month
-    group by months.as_of_month
+    {{ month_end_snapshot_dates('loans', 'months') }}
 
 ),
 
