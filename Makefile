@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup system-deps demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,16 +19,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# PostgreSQL and Chromium for the postgres- and browser-marked tests (apt-get, only if missing).
+system-deps:
+	.ci/install-system-deps
+
 demo: setup
 	$(BIN)/tiering demo
 
 # pytest exits 5 when it collects no test: say so instead of failing with make's generic code.
-test: setup
+test: setup system-deps
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m "not integration and not postgres and not browser"
 
 lint: setup
 	$(BIN)/ruff check flows expectations tests benchmarks

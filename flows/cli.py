@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -20,6 +21,7 @@ EXAMPLES = textwrap.dedent("""\
       tiering explain C0000000105 --as-of 2026-10-31
       tiering backtest --rules candidate.yml --as-of 2026-10-31
       tiering status --landing landing
+      tiering serve --landing landing --warehouse warehouse   (needs PREFECT_API_URL, see README)
       tiering demo
       duckdb -readonly warehouse/published.duckdb "from tier_summary"
     """)
@@ -39,6 +41,8 @@ def _argument(parse):
 
 
 _as_of_arg, _date_arg = _argument(parse_as_of), _argument(parse_date)
+POSTGRES_HELP = ("also publish the release to PostgreSQL, e.g. postgresql://tiering@db.example/bi "
+                 "(default: $TIERING_PUBLISH_POSTGRES; keep the password in ~/.pgpass or $PGPASSWORD)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--warehouse", help=warehouse_help)
     run.add_argument("--rules", type=Path, help="rules file (default rules/tiering_rules.yml)")
     run.add_argument("--force", action="store_true", help="replace loaded dates whose content changed")
+    run.add_argument("--publish-postgres", metavar="URL", help=POSTGRES_HELP)
+
+    srv = add("serve", "register the daily-ingest (02:00) and monthly (06:00 on the 1st, Asia/Shanghai) "
+              "deployments with the Prefect server at $PREFECT_API_URL and run them when due",
+              "PREFECT_API_URL=http://127.0.0.1:4200/api tiering serve --landing landing --warehouse warehouse")
+    srv.add_argument("--landing", required=True, type=Path, help="landing folder with <YYYYMMDD>/ batches")
+    srv.add_argument("--warehouse", help=warehouse_help)
+    srv.add_argument("--rules", type=Path, help="rules file (default rules/tiering_rules.yml)")
+    srv.add_argument("--publish-postgres", metavar="URL", help=POSTGRES_HELP)
 
     demo = add("demo", "generate a sample (about 20 k customers, 4 months) and run every complete month",
                "tiering demo --dir demo --customers 20000 --months 4")
@@ -140,7 +153,8 @@ def _ingest(args) -> int:
     settings = Settings.from_env(warehouse=args.warehouse)
     report = ingest_flow(landing=str(args.landing), warehouse=str(settings.warehouse),
                          date=args.date.isoformat() if args.date else None, force=args.force,
-                         wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds)
+                         wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds,
+                         progress_bar=sys.stderr.isatty())
     _print_ingest(report)
     return 0
 
@@ -166,12 +180,46 @@ def _run_month(landing: Path, as_of: dt.date, warehouse: str | None, rules: Path
                        rules=str(rules) if rules else None, force=force)
 
 
+def _use_postgres(url: str | None) -> None:
+    """The URL travels in the environment, never as a flow parameter (Prefect stores and shows those)."""
+    if url:
+        os.environ["TIERING_PUBLISH_POSTGRES"] = url
+
+
 def _run(args) -> int:
     from flows.settings import Settings
 
+    _use_postgres(args.publish_postgres)
     _run_month(args.landing, args.as_of, args.warehouse, args.rules, args.force)
     settings = Settings.from_env(warehouse=args.warehouse)
     print_tier_summary(settings.published_db, args.as_of)
+    print(f"release report: {settings.reports_dir / f'{args.as_of:%Y-%m}' / 'index.html'}")
+    return 0
+
+
+def _serve(args) -> int:
+    from prefect import serve
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.deployments import build_deployments
+    from flows.settings import Settings
+    from flows.warehouse_lock import ensure_warehouse_limit
+
+    if not PREFECT_API_URL.value():
+        raise RuntimeError("no Prefect server: start one with `prefect server start`, then "
+                           "export PREFECT_API_URL=http://127.0.0.1:4200/api and run tiering serve again")
+    if not args.landing.is_dir():
+        raise FileNotFoundError(f"landing folder not found: {args.landing}")
+    _use_postgres(args.publish_postgres)
+    settings = Settings.from_env(warehouse=args.warehouse, rules=args.rules)
+    settings.warehouse.mkdir(parents=True, exist_ok=True)
+    deployments = build_deployments(args.landing, settings)
+    limit = ensure_warehouse_limit(settings.warehouse, reset=True)
+    print(f"warehouse {settings.warehouse}: concurrency limit {limit} (1 run at a time)")
+    for deployment in deployments:
+        print(f"  {deployment.flow_name}/{deployment.name}: {deployment.schedules[0].schedule.cron} "
+              f"{deployment.schedules[0].schedule.timezone}")
+    serve(*deployments)  # blocks; Ctrl-C pauses the schedules and stops
     return 0
 
 
@@ -194,6 +242,7 @@ def _demo(args) -> int:
     print_tier_summary(settings.published_db, end)
     print(textwrap.dedent(f"""
         where to look:
+          release report    {settings.reports_dir}/{end:%Y-%m}/index.html (charts; gate page and dbt docs linked)
           published tiers   duckdb -readonly {settings.published_db} "from customer_segment limit 10"
           Parquet exports   {settings.exports_dir}/
           gate results      {settings.reports_dir}/{end:%Y-%m}/gate.html
@@ -242,6 +291,7 @@ def print_tier_summary(published_db: Path, as_of: dt.date) -> None:
 COMMANDS = {"generate": _generate, "ingest": _ingest, "run": _run, "demo": _demo}
 COMMANDS["explain"] = _explain
 COMMANDS["status"] = _status
+COMMANDS["serve"] = _serve
 
 
 def _backtest(args) -> int:

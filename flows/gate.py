@@ -11,6 +11,7 @@ import logging
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
+from flows.artifacts import publish_gate_report
 from flows.lib.gate import CheckResult, GateFailed, GateResult, run_gate
 from flows.months import parse_as_of
 from flows.rules import load_rules
@@ -41,6 +42,7 @@ def gate_flow(warehouse: str, as_of: str, rules: str | None = None) -> GateResul
              len(result.blocking_failures), len(result.warning_failures), result.report_path)
     for name in result.warning_failures:
         log.warning("gate warning: %s", name)
+    publish_gate_report(result)
     if not result.success:
         raise GateFailed(result.failure_message())
     return result

@@ -1,24 +1,54 @@
-"""The parent flow of a monthly run: ingest → build → gate → publish, each a Prefect subflow."""
+"""The parent flow of a monthly run: ingest → build → gate → publish → report, each a Prefect subflow.
+
+Under a deployment the run holds the warehouse's concurrency slot (flows.warehouse_lock), so the daily
+ingest and the monthly run of one warehouse never overlap.
+"""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.build import build_flow
 from flows.gate import gate_flow
 from flows.ingest import ingest_flow
 from flows.months import parse_as_of
 from flows.publish import publish_flow
+from flows.report import report_flow
 from flows.settings import Settings
+from flows.warehouse_lock import warehouse_slot
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def previous_month_end(moment: datetime) -> date:
+    """The last day of the month before `moment`'s month in Asia/Shanghai (the bank's calendar)."""
+    local = moment.astimezone(SHANGHAI) if moment.tzinfo else moment
+    return local.date().replace(day=1) - timedelta(days=1)
+
+
+def _default_as_of() -> date:
+    """A scheduled run evaluates the month before its scheduled start; an ad-hoc one, the month before now."""
+    scheduled = runtime_flow_run.scheduled_start_time
+    return previous_month_end(scheduled if scheduled is not None else datetime.now(SHANGHAI))
 
 
 @flow(name="tiering-run", log_prints=True)
-def tiering_run(landing: str, as_of: str, warehouse: str | None = None, rules: str | None = None,
+def tiering_run(landing: str, as_of: str | None = None, warehouse: str | None = None, rules: str | None = None,
                 force: bool = False):
-    """Publish the tiers of month `as_of`, or fail and leave the previous release as it was."""
-    logger = get_run_logger()
-    month = parse_as_of(as_of)
+    """Publish the tiers of month `as_of` (default: the month before the run's scheduled start), or fail
+    and leave the previous release as it was."""
+    month = parse_as_of(as_of) if as_of else _default_as_of()
     settings = Settings.from_env(warehouse=warehouse, rules=rules)
+    with warehouse_slot(settings.warehouse):
+        return _run_month(settings, landing, month, force)
+
+
+def _run_month(settings: Settings, landing: str, month: date, force: bool):
+    logger = get_run_logger()
     settings.warehouse.mkdir(parents=True, exist_ok=True)
     wh, rules_path = str(settings.warehouse), str(settings.rules_path)
     logger.info("monthly run for %s into %s", month, wh)
@@ -29,4 +59,6 @@ def tiering_run(landing: str, as_of: str, warehouse: str | None = None, rules: s
     gate = gate_flow(warehouse=wh, as_of=month.isoformat(), rules=rules_path)
     release = publish_flow(warehouse=wh, as_of=month.isoformat(), gate_run_id=gate.gate_run_id)
     logger.info("published release %s for %s", release.release_id, month)
+    report_flow(warehouse=wh, as_of=month.isoformat(), gate_run_id=gate.gate_run_id,
+                release_id=release.release_id)
     return release

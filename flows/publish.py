@@ -1,5 +1,6 @@
 """Prefect flow `publish`: write-audit-publish the gated month to `published.duckdb` and Parquet exports,
-and the confidential AML marts to `restricted/aml.duckdb` in the same step."""
+and the confidential AML marts to `restricted/aml.duckdb` in the same step; then, when a PostgreSQL URL
+is set, the same tables to PostgreSQL (one transaction) for BI tools."""
 
 from __future__ import annotations
 
@@ -26,8 +27,11 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 def publish_flow(warehouse: str, as_of: str, gate_run_id: str) -> Release:
     """Publish month `as_of` if gate run `gate_run_id` passed for it.
 
-    Raises PublishRefused (no passing gate for the month) or PublishFailed (release not built).
+    Raises PublishRefused (no passing gate for the month) or PublishFailed (release not built), or
+    PostgresPublishFailed (the DuckDB release is out; PostgreSQL keeps its previous release).
     """
+    # The PostgreSQL URL comes from the environment only (TIERING_PUBLISH_POSTGRES), never from a
+    # parameter: Prefect stores and shows flow parameters, and the URL may hold a password.
     settings = Settings.from_env(warehouse=warehouse)
     release = publish_release(settings.working_db, settings.published_db, settings.exports_dir,
                               parse_as_of(as_of), gate_run_id,
@@ -40,4 +44,10 @@ def publish_flow(warehouse: str, as_of: str, gate_run_id: str) -> Release:
     else:
         log.info("restricted AML release %s: %s", release.restricted_db,
                  ", ".join(f"{t} {n} rows" for t, n in release.restricted_row_counts.items()))
+    if settings.publish_postgres:
+        from flows.lib.postgres_publish import publish_to_postgres
+
+        copy = publish_to_postgres(settings.published_db, settings.publish_postgres)
+        log.info("release %s also published to PostgreSQL %s, schema %s (read-only role %s)",
+                 copy.release_id, copy.target, copy.schema, copy.reader_role)
     return release

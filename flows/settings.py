@@ -16,7 +16,8 @@ class Settings:
     """Paths of one warehouse and the knobs of a run.
 
     Environment: TIERING_WAREHOUSE (default ./warehouse), TIERING_RULES (default rules/tiering_rules.yml),
-    TIERING_OK_WAIT_SECONDS / TIERING_OK_POLL_SECONDS (bounded wait for .ok files).
+    TIERING_OK_WAIT_SECONDS / TIERING_OK_POLL_SECONDS (bounded wait for .ok files),
+    TIERING_PUBLISH_POSTGRES (optional PostgreSQL URL the release is also published to).
     """
 
     warehouse: Path
@@ -24,6 +25,7 @@ class Settings:
     ok_wait_seconds: float = 60.0
     ok_poll_seconds: float = 5.0
     dbt_project_dir: Path = field(default=DBT_PROJECT_DIR)
+    publish_postgres: str | None = field(default=None, repr=False)  # repr=False: the URL may hold a password
 
     @classmethod
     def from_env(cls, warehouse: str | Path | None = None, rules: str | Path | None = None) -> Settings:
@@ -34,6 +36,7 @@ class Settings:
             rules_path=Path(rules or env.get("TIERING_RULES") or DEFAULT_RULES).resolve(),
             ok_wait_seconds=_float(env, "TIERING_OK_WAIT_SECONDS", 60.0),
             ok_poll_seconds=_float(env, "TIERING_OK_POLL_SECONDS", 5.0),
+            publish_postgres=env.get("TIERING_PUBLISH_POSTGRES") or None,
         )
 
     @property

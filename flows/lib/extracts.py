@@ -970,11 +970,14 @@ def ingest_batches(
     wait_seconds: float = 60,
     poll_seconds: float = 5,
     progress: Callable[[str], None] | None = None,
+    batches_done: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
     """Load the batches of a landing folder into raw, in date order, each all-or-nothing.
 
     `date` picks one batch, `through` the batches up to that date, neither all of them; `force`
     replaces a loaded date whose content changed. Failures are reported, never raised.
+    `progress` gets per-step messages; `batches_done(done, total)` is called before the first batch and
+    after each one (for progress bars).
     """
     if date is not None and through is not None:
         raise ValueError("pass either date or through, not both")
@@ -990,9 +993,12 @@ def ingest_batches(
         con.execute("SET enable_progress_bar = false")
         ensure_schema(con)
         waiter = _Waiter(wait_seconds, poll_seconds)
+        tick = batches_done or (lambda _done, _total: None)
+        tick(0, len(dates))
         for batch_date in dates:
             result = _ingest_one(con, landing, batch_date, force, waiter, say)
             report.batches.append(result)
+            tick(len(report.batches), len(dates))
     finally:
         con.close()
     return report

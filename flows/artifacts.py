@@ -1,0 +1,146 @@
+"""Prefect artifacts: what each stage shows in the UI next to its run.
+
+Each artifact is created by the flow that owns the data, so it sits on that flow run's Artifacts tab;
+the keys make the latest of each findable under Artifacts in the UI:
+
+- `batch-load-summary` (ingest): records, loaded and quarantined per batch and table;
+- `gate-report` (gate): every expectation, pass/fail, observed value, with a link to the gate page;
+  `gate-results-page` is that page as a link artifact;
+- `tier-summary`, `tier-migration` (report): the published month as tables;
+  `release-report` links to `reports/<YYYY-MM>/index.html`.
+
+An artifact is a view of work already done: failing to create one logs a warning and never fails the
+run (a published release must not turn into a failed run because the UI was briefly unreachable).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.context import FlowRunContext, TaskRunContext
+
+log = logging.getLogger(__name__)
+
+BATCH_LOAD_SUMMARY = "batch-load-summary"
+GATE_REPORT = "gate-report"
+GATE_RESULTS_PAGE = "gate-results-page"
+TIER_SUMMARY = "tier-summary"
+TIER_MIGRATION = "tier-migration"
+RELEASE_REPORT = "release-report"
+# The migration matrix's row/column for customers without a tier the month before.
+NEW_CUSTOMER = "(new 新客户)"
+
+
+def _create(what: str, make: Callable[[], Any]) -> None:
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return  # outside a run (a flow's .fn called directly) there is no run to attach it to
+    try:
+        make()
+    except Exception as exc:  # noqa: BLE001 - the artifact is a view; the run's outcome stands
+        log.warning("could not create the %s artifact: %s", what, exc)
+
+
+def batch_load_rows(report: Any) -> list[dict[str, Any]]:
+    """One row per batch and data file: the counts behind `records = loaded + quarantined`."""
+    rows = []
+    for batch in report.batches:
+        if not batch.tables:  # refused, incomplete, unchanged: no file was read
+            rows.append({"batch": batch.batch_date.isoformat(), "outcome": batch.outcome, "table": "",
+                         "records": 0, "loaded": 0, "quarantined": 0, "message": batch.message})
+        for table, counts in sorted(batch.tables.items()):
+            rows.append({"batch": batch.batch_date.isoformat(), "outcome": batch.outcome, "table": table,
+                         "records": counts.records, "loaded": counts.loaded,
+                         "quarantined": counts.quarantined, "message": batch.message})
+    return rows
+
+
+def publish_batch_load_summary(report: Any) -> None:
+    """The `batch-load-summary` table of one ingest run (nothing when there was no batch)."""
+    if not report.batches:
+        return
+    totals = (sum(b.records for b in report.batches), sum(b.loaded for b in report.batches),
+              sum(b.quarantined for b in report.batches))
+    description = (f"**Batch load summary 批次加载汇总** — {len(report.batches)} batch(es), "
+                   f"{totals[0]:,} records: {totals[1]:,} loaded, {totals[2]:,} quarantined; "
+                   f"{len(report.failed)} failed.")
+    _create(BATCH_LOAD_SUMMARY, lambda: create_table_artifact(
+        table=batch_load_rows(report), key=BATCH_LOAD_SUMMARY, description=description))
+
+
+def gate_rows(result: Any) -> list[dict[str, Any]]:
+    """One row per expectation, failures first."""
+    ordered = sorted(result.results, key=lambda r: (r.success, r.severity != "blocking", r.full_name))
+    return [{"table": r.table, "expectation": r.name, "severity": r.severity,
+             "result": "pass" if r.success else "FAIL", "observed": r.observed_value,
+             "what failed": r.summary} for r in ordered]
+
+
+def publish_gate_report(result: Any) -> None:
+    """The `gate-report` table and the `gate-results-page` link of one gate run."""
+    page = Path(result.report_path).resolve() if result.report_path else None
+    verdict = "passed 通过" if result.success else "FAILED 未通过"
+    link = f" Full results: [{page.name}]({page.as_uri()})" if page else ""
+    description = (f"**Gate 发布闸门 {result.as_of_month:%Y-%m}: {verdict}** — run `{result.gate_run_id}`, "
+                   f"{len(result.results)} expectations, {len(result.blocking_failures)} blocking failures, "
+                   f"{len(result.warning_failures)} warnings.{link}")
+    _create(GATE_REPORT, lambda: create_table_artifact(
+        table=gate_rows(result), key=GATE_REPORT, description=description))
+    if page:
+        _create(GATE_RESULTS_PAGE, lambda: create_link_artifact(
+            link=page.as_uri(), link_text=f"gate results {result.as_of_month:%Y-%m} ({page})",
+            key=GATE_RESULTS_PAGE, description="Every expectation with its details (open from this machine)."))
+
+
+def tier_summary_rows(published_db: Path, as_of_month: date) -> list[dict[str, Any]]:
+    """The published tier summary of the month; money as exact text (the UI must not round it)."""
+    with duckdb.connect(str(published_db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT rule_set, tier, tier_name, customers, on_watch_customers, total_avg_daily_aum_cny "
+            "FROM tier_summary WHERE as_of_month = ? ORDER BY rule_set, tier_rank DESC",
+            [as_of_month]).fetchall()
+    return [{"rule set": r[0], "tier": r[1], "name 名称": r[2], "customers 客户数": r[3],
+             "on watch 观察期": r[4], "Σ avg daily AUM (CNY) 日均资产合计": f"{r[5]:,.2f}"} for r in rows]
+
+
+def tier_migration_rows(published_db: Path, as_of_month: date) -> list[dict[str, Any]]:
+    """The month's migration matrix of the release's rule set: one row per previous tier, one column per tier
+    (highest first), new customers last."""
+    with duckdb.connect(str(published_db), read_only=True) as con:
+        rule_set = con.execute("SELECT rule_set FROM release_log WHERE as_of_month = ? "
+                               "ORDER BY published_at DESC LIMIT 1", [as_of_month]).fetchone()[0]
+        tiers = [t for (t,) in con.execute(
+            "SELECT tier FROM tier_summary WHERE as_of_month = ? AND rule_set = ? ORDER BY tier_rank DESC",
+            [as_of_month, rule_set]).fetchall()]
+        cells = con.execute("SELECT from_tier, to_tier, customers FROM tier_migration "
+                            "WHERE as_of_month = ? AND rule_set = ?", [as_of_month, rule_set]).fetchall()
+    matrix: dict[str, dict[str, int]] = {}
+    for from_tier, to_tier, customers in cells:
+        matrix.setdefault(from_tier or NEW_CUSTOMER, {})[to_tier] = customers
+    return [{"rule set": rule_set, "from ↓ / to →": row_tier, **{t: matrix[row_tier].get(t, 0) for t in tiers}}
+            for row_tier in [*tiers, NEW_CUSTOMER] if row_tier in matrix]
+
+
+def publish_release_artifacts(published_db: Path, as_of_month: date, release_id: str,
+                              report_page: Path | None) -> None:
+    """`tier-summary`, `tier-migration` and the `release-report` link of one publication."""
+    month = f"{as_of_month:%Y-%m}"
+    _create(TIER_SUMMARY, lambda: create_table_artifact(
+        table=tier_summary_rows(published_db, as_of_month), key=TIER_SUMMARY,
+        description=f"**Tier summary 客户分层汇总 {month}** — release `{release_id}`."))
+    _create(TIER_MIGRATION, lambda: create_table_artifact(
+        table=tier_migration_rows(published_db, as_of_month), key=TIER_MIGRATION,
+        description=f"**Tier migration 层级迁移矩阵 {month}** — customers by previous tier (rows) and "
+                    f"this month's tier (columns); release `{release_id}`."))
+    if report_page is not None:
+        page = Path(report_page).resolve()
+        _create(RELEASE_REPORT, lambda: create_link_artifact(
+            link=page.as_uri(), link_text=f"release report 发布报告 {month} ({page})", key=RELEASE_REPORT,
+            description=f"Charts of release `{release_id}`: tiers, AUM, migration, RFM, quadrant, risk, "
+                        "churn and the gate (self-contained page; open it from this machine)."))
+

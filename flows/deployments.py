@@ -1,0 +1,74 @@
+"""The two scheduled deployments of a warehouse and how `tiering serve` runs them.
+
+- `daily-ingest/daily`: 02:00 Asia/Shanghai, loads every pending batch of the landing folder; a batch
+  whose files are late (no `.ok` yet) fails the run, which retries every 30 minutes, 3 times.
+- `tiering-run/monthly`: 06:00 on the 1st, Asia/Shanghai; `as_of` is left empty so the run evaluates the
+  month before its scheduled start (flows.pipeline); retries twice, an hour apart, for late month-end files.
+
+Both hold the warehouse's global concurrency slot (flows.warehouse_lock, limit 1), and each deployment
+enqueues a second run of itself instead of starting it. `prefect.yaml` declares the same deployments for
+teams that run workers; tests/unit/test_deployments.py keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import EntrypointType
+from prefect.schedules import Cron
+
+from flows.ingest import ingest_flow
+from flows.pipeline import tiering_run
+from flows.settings import Settings
+from flows.warehouse_lock import warehouse_limit_name, warehouse_slot
+
+TIMEZONE = "Asia/Shanghai"
+DAILY_INGEST_CRON = "0 2 * * *"
+MONTHLY_RUN_CRON = "0 6 1 * *"
+DAILY_INGEST_RETRIES, DAILY_INGEST_RETRY_DELAY_SECONDS = 3, 1800
+MONTHLY_RUN_RETRIES, MONTHLY_RUN_RETRY_DELAY_SECONDS = 2, 3600
+DAILY_DEPLOYMENT, MONTHLY_DEPLOYMENT = "daily", "monthly"
+
+
+@flow(name="daily-ingest", retries=DAILY_INGEST_RETRIES, retry_delay_seconds=DAILY_INGEST_RETRY_DELAY_SECONDS)
+def daily_ingest(landing: str, warehouse: str | None = None, force: bool = False):
+    """Load every complete, not yet loaded batch of `landing`; fail (and retry) if one is late or bad."""
+    settings = Settings.from_env(warehouse=warehouse)
+    with warehouse_slot(settings.warehouse):
+        # .fn: the ingest logs and the batch-load-summary artifact belong to this run, not a nested one.
+        return ingest_flow.fn(landing=landing, warehouse=str(settings.warehouse), force=force,
+                              wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds)
+
+
+# The monthly deployment's flow: the monthly run with retries for late month-end files.
+monthly_tiering_run = tiering_run.with_options(retries=MONTHLY_RUN_RETRIES,
+                                               retry_delay_seconds=MONTHLY_RUN_RETRY_DELAY_SECONDS)
+
+
+def _one_at_a_time() -> ConcurrencyLimitConfig:
+    return ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
+
+
+def build_deployments(landing: Path, settings: Settings) -> list:
+    """The daily and monthly RunnerDeployments of one landing folder and warehouse."""
+    limit = warehouse_limit_name(settings.warehouse)
+    tags = ["tiering", limit]
+    daily = daily_ingest.to_deployment(
+        name=DAILY_DEPLOYMENT, schedules=[Cron(DAILY_INGEST_CRON, timezone=TIMEZONE)],
+        parameters={"landing": str(landing.resolve()), "warehouse": str(settings.warehouse)},
+        concurrency_limit=_one_at_a_time(), tags=tags, entrypoint_type=EntrypointType.MODULE_PATH,
+        description="Every day at 02:00 Asia/Shanghai: load every pending batch (late files retry).")
+    monthly = monthly_tiering_run.to_deployment(
+        name=MONTHLY_DEPLOYMENT, schedules=[Cron(MONTHLY_RUN_CRON, timezone=TIMEZONE)],
+        parameters={"landing": str(landing.resolve()), "warehouse": str(settings.warehouse),
+                    "rules": str(settings.rules_path)},
+        concurrency_limit=_one_at_a_time(), tags=tags, entrypoint_type=EntrypointType.MODULE_PATH,
+        description="06:00 on the 1st, Asia/Shanghai: ingest, build, gate, publish and report the "
+                    "previous month (as_of empty = last day of the previous month).")
+    # The runner loads the flow from the entrypoint in a fresh process: it must name the object that
+    # carries the retries, not the plain tiering_run that with_options copied.
+    monthly.entrypoint = f"{__name__}.monthly_tiering_run"
+    return [daily, monthly]
+

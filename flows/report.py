@@ -1,0 +1,30 @@
+"""Prefect flow `report`: what people look at after a publication.
+
+Writes `<warehouse>/reports/<YYYY-MM>/index.html` (charts of the published month, linked to the gate page
+and to the dbt docs built next to it) and shows the tier summary, the migration matrix and a link to the
+report as artifacts of this run. It reads the published release only, so a failure here leaves the
+release as published; the run fails so that someone looks.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows.artifacts import publish_release_artifacts
+from flows.months import parse_as_of
+from flows.settings import Settings
+
+
+@flow(name="report")
+def report_flow(warehouse: str, as_of: str, gate_run_id: str | None = None, release_id: str = ""):
+    """Write the release report of month `as_of` and publish its artifacts; return the report page."""
+    from flows.lib.release_report import write_release_report
+
+    logger = get_run_logger()
+    month = parse_as_of(as_of)
+    settings = Settings.from_env(warehouse=warehouse)
+    report = write_release_report(settings, month, gate_run_id)
+    logger.info("release report %s (gate page %s, dbt docs %s)", report.path, report.gate_page,
+                report.dbt_docs_page)
+    publish_release_artifacts(settings.published_db, month, release_id or report.release_id, report.path)
+    return report
