@@ -1,0 +1,100 @@
+"""The artifacts a monthly run shows in the Prefect UI agree with the warehouse they describe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.artifacts import NEW_CUSTOMER
+
+pytestmark = pytest.mark.integration
+
+
+def runs_of(flow_name: str, warehouse: Path) -> list:
+    """Flow runs of `flow_name` (completed or not) that worked on `warehouse`, oldest first."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    runs: list = []
+    with get_client(sync_client=True) as client:
+        while page := client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                                            sort=FlowRunSort.START_TIME_ASC, offset=len(runs), limit=100):
+            runs.extend(page)  # paged: the session's other tests run these flows too
+    return [r for r in runs if Path(str(r.parameters.get("warehouse", ""))).resolve() == warehouse.resolve()]
+
+
+def artifacts_of(flow_run_id) -> dict[str, object]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+def table(artifact) -> list[dict]:
+    return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
+
+
+def test_ingest_artifact_counts_every_record_of_every_batch(published_warehouse):
+    _, warehouse, _ = published_warehouse
+    first_ingest = runs_of("ingest", warehouse)[0]
+    rows = table(artifacts_of(first_ingest.id)["batch-load-summary"])
+    with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
+        logged = con.execute("SELECT strftime(batch_date, '%Y-%m-%d'), table_name, records, loaded, quarantined "
+                             "FROM audit.batch_log").fetchall()
+    # The first monthly run loaded January and February; the log holds them with the same counts.
+    shown = {(r["batch"], r["table"]): (r["records"], r["loaded"], r["quarantined"]) for r in rows}
+    assert shown and all(r["outcome"] == "loaded" for r in rows)
+    # The audit log names a table by its extract (CBS_ACCOUNT), the summary by its short name (ACCOUNT).
+    assert shown == {(d, t.removeprefix("CBS_")): (n, ok, q) for d, t, n, ok, q in logged
+                     if (d, t.removeprefix("CBS_")) in shown}
+    assert {d for d, _ in shown} == {f"2026-{m:02d}-{d:02d}" for m, days in ((1, 31), (2, 28))
+                                     for d in range(1, days + 1)}
+
+
+def test_gate_artifact_lists_every_expectation_of_the_run(published_warehouse):
+    _, warehouse, _ = published_warehouse
+    gate_run = runs_of("gate", warehouse)[-1]
+    found = artifacts_of(gate_run.id)
+    rows = table(found["gate-report"])
+    with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
+        gate_run_id, results = con.execute(
+            "SELECT gate_run_id, count(*) FROM gate.result WHERE gate_run_id = "
+            "(SELECT gate_run_id FROM gate.run ORDER BY started_at DESC LIMIT 1) GROUP BY ALL").fetchone()
+        passed = con.execute("SELECT count(*) FILTER (success) FROM gate.result WHERE gate_run_id = ?",
+                             [gate_run_id]).fetchone()[0]
+    assert len(rows) == results
+    assert sum(r["result"] == "pass" for r in rows) == passed
+    assert gate_run_id in found["gate-report"].description
+    page = warehouse / "reports" / "2026-03" / "gate.html"
+    assert page.as_uri() in found["gate-results-page"].data
+
+
+def test_report_artifacts_show_the_published_month(published_warehouse):
+    _, warehouse, as_of = published_warehouse
+    report_run = runs_of("report", warehouse)[-1]
+    found = artifacts_of(report_run.id)
+    with duckdb.connect(str(warehouse / "published.duckdb"), read_only=True) as con:
+        summary = con.execute("SELECT rule_set, tier, customers, total_avg_daily_aum_cny FROM tier_summary "
+                              "WHERE as_of_month = ?", [as_of]).fetchall()
+        rule_set, release_id = con.execute("SELECT rule_set, release_id FROM release_log "
+                                           "ORDER BY published_at DESC LIMIT 1").fetchone()
+        migration = con.execute("SELECT coalesce(from_tier, ?), to_tier, customers FROM tier_migration "
+                                "WHERE as_of_month = ? AND rule_set = ?", [NEW_CUSTOMER, as_of, rule_set]).fetchall()
+    shown = {(r["rule set"], r["tier"]): (r["customers 客户数"], r["Σ avg daily AUM (CNY) 日均资产合计"])
+             for r in table(found["tier-summary"])}
+    # Money is shown exactly, to the cent, as text.
+    assert shown == {(rs, t): (n, f"{aum:,.2f}") for rs, t, n, aum in summary}
+    assert release_id in found["tier-summary"].description
+    matrix = {(r["from ↓ / to →"], tier): n for r in table(found["tier-migration"])
+              for tier, n in r.items() if tier not in ("rule set", "from ↓ / to →")}
+    assert {cell: n for cell, n in matrix.items() if n} == {(f, t): n for f, t, n in migration if n}
+    assert {r["rule set"] for r in table(found["tier-migration"])} == {rule_set}
+    report_page = warehouse / "reports" / f"{as_of:%Y-%m}" / "index.html"
+    assert report_page.is_file() and report_page.as_uri() in found["release-report"].data
