@@ -2,8 +2,10 @@
 
 Writes `<warehouse>/reports/<YYYY-MM>/index.html` (charts of the published month, linked to the gate page
 and to the dbt docs built next to it) and shows the tier summary, the migration matrix and a link to the
-report as artifacts of this run. It reads the published release only, so a failure here leaves the
-release as published; the run fails so that someone looks.
+report as artifacts of this run. It runs after `publish` (dbt opens the working database for the docs
+catalog, so nothing else may hold it); it changes no release, so a failure here leaves the release as
+published, and the run fails so that someone looks. A dbt docs failure alone does not fail it: the page
+says the docs were not generated.
 """
 
 from __future__ import annotations
