@@ -28,5 +28,7 @@ def report_flow(warehouse: str, as_of: str, gate_run_id: str | None = None, rele
     report = write_release_report(settings, month, gate_run_id)
     logger.info("release report %s (gate page %s, dbt docs %s)", report.path, report.gate_page,
                 report.dbt_docs_page)
+    if report.dbt_docs_error:
+        logger.warning("dbt docs not generated: %s", report.dbt_docs_error)
     publish_release_artifacts(settings.published_db, month, release_id or report.release_id, report.path)
     return report
