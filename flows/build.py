@@ -8,6 +8,8 @@ in-process and shows one Prefect task per dbt node; dbt itself still runs one no
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +22,9 @@ from flows.months import parse_as_of
 from flows.settings import Settings
 
 __all__ = ["DbtBuildError", "build_flow"]
+
+# Bound on waiting for the per-node task runs to finish reporting after dbt is done.
+NODE_TASK_RUNS_TIMEOUT_S = 300.0
 
 
 @task(name="prepare-seeds", cache_policy=NO_CACHE)
@@ -48,6 +53,7 @@ def prefect_invoke(settings: Settings):
         seen["error"] = context.error
 
     def invoke(args: list[str]) -> Any:
+        before = set(threading.enumerate())
         try:
             return runner.invoke(args)
         except ValueError as exc:
@@ -55,8 +61,26 @@ def prefect_invoke(settings: Settings):
             if isinstance(original, BaseException):
                 return _FailedInvocation(original)
             return _FailedInvocation(exc)
+        finally:
+            _wait_for_node_task_runs(before)
 
     return invoke
+
+
+def _wait_for_node_task_runs(before: set[threading.Thread], timeout: float = NODE_TASK_RUNS_TIMEOUT_S) -> None:
+    """Let every per-node task run finish reporting its state before the build flow returns.
+
+    PrefectDbtRunner reports each node's task run from a daemon thread (`Thread-N (run_task)`) that it
+    never joins; on a loaded machine dbt can finish before those threads do, and the flow then ends with
+    task runs missing in the UI, or the interpreter exits under them ("can't register atexit after
+    shutdown"). Waiting here, bounded, keeps every node's task run.
+    """
+    deadline = time.monotonic() + timeout
+    pending = [t for t in threading.enumerate() if t not in before and t.name.endswith("(run_task)")]
+    for thread in pending:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if still := sum(t.is_alive() for t in pending):
+        logging.getLogger(__name__).warning("%d dbt node task run(s) still reporting after %.0f s", still, timeout)
 
 
 class _FailedInvocation:
