@@ -31,16 +31,11 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from flows.generate import generate
 from tests.support.prefect_server import PrefectServer, prefect_server
+from tests.support.system_packages import CHROMIUM, CHROMIUM_ARGS, require
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless, no sandbox (root in CI) and no background traffic: the network is closed, and Chromium would
-# otherwise keep retrying its update, sync and QUIC probes.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-INSTALL_HINT = "run .ci/install-system-deps"
 MARKER = ".tiering-browser-check"  # only a folder holding this is wiped
 
 AS_OF, MONTH = dt.date(2026, 2, 28), "2026-02"
@@ -56,19 +51,9 @@ ARTIFACT_OWNERS = {
 }
 
 
-def _require(what: str, present: bool) -> None:
-    """Missing system packages fail the check in CI and skip it on a workstation."""
-    if present:
-        return
-    message = f"{what}: {INSTALL_HINT}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def chromium() -> Path:
-    _require(f"{CHROMIUM} not found (Debian package chromium)", CHROMIUM.is_file())
+    require(f"{CHROMIUM} not found (Debian package chromium)", CHROMIUM.is_file())
     return CHROMIUM
 
 
@@ -77,7 +62,7 @@ def test_a_chinese_font_is_installed_for_the_screenshots():
     families = ""
     if shutil.which("fc-list"):
         families = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True).stdout
-    _require("no Chinese font for Chromium (Debian package fonts-wqy-microhei)", bool(families.strip()))
+    require("no Chinese font for Chromium (Debian package fonts-wqy-microhei)", bool(families.strip()))
 
 
 @dataclass(frozen=True)

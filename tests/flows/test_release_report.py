@@ -8,7 +8,6 @@ import re
 import shutil
 import tempfile
 from html.parser import HTMLParser
-from pathlib import Path
 
 import duckdb
 import plotly.offline
@@ -27,10 +26,8 @@ from flows.lib.release_report import (
     write_release_report,
 )
 from flows.settings import Settings
+from tests.support.system_packages import CHROMIUM, CHROMIUM_ARGS, require
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 
 
@@ -183,13 +180,12 @@ def test_dbt_docs_page_has_its_network_hooks_disabled(report):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed (make installs it for the browser tests)")
+    require(f"{CHROMIUM} not installed", CHROMIUM.exists())
     from playwright.sync_api import sync_playwright
 
     # A fresh profile: no cache or service worker from an earlier run can stand in for the network.
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile, sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+        context = p.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True,
                                                        args=CHROMIUM_ARGS)
         yield context
         context.close()

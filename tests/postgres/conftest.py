@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.support.postgres_server import PostgresServer, PostgresUnavailable, running_postgres_server
+from tests.support.system_packages import require
 
 _databases = itertools.count(1)
 
@@ -20,9 +20,7 @@ def postgres_server():
         with running_postgres_server() as server:
             yield server
     except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
+        require(str(exc), False)
 
 
 @pytest.fixture
