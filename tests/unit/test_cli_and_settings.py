@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,22 @@ def test_help_shows_examples(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "examples:" in out and "tiering run --landing" in out
+
+
+def test_serve_without_a_server_says_how_to_start_one(tmp_path: Path):
+    # A subprocess: in this test session a Prefect test server may be active, and serve would then start.
+    (tmp_path / "landing").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(tmp_path)}
+    done = subprocess.run([str(Path(sys.executable).parent / "tiering"), "serve", "--landing",
+                           str(tmp_path / "landing"), "--warehouse", str(tmp_path / "wh")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("tiering serve: failed: no Prefect server")
+    assert "prefect server start" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["generate", "ingest", "run", "serve", "status", "explain", "backtest"])
+def test_every_command_help_has_an_example(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "example:\n  " in capsys.readouterr().out

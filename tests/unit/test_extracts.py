@@ -743,3 +743,13 @@ def test_one_bad_batch_does_not_stop_the_others(tmp_path):
         "quarantined": 0,
         "message": "",
     }
+
+
+def test_batches_done_reports_progress_over_every_batch(tmp_path):
+    # The CLI's progress bar: told the total first, then once per batch, whatever the outcome.
+    write_batch(tmp_path / "landing", D)
+    write_batch(tmp_path / "landing", D + dt.timedelta(days=1), skip_ok=("TXN",))
+    ticks: list[tuple[int, int]] = []
+    report = ingest(tmp_path, batches_done=lambda done, total: ticks.append((done, total)))
+    assert [b.outcome for b in report.batches] == ["loaded", "incomplete"]
+    assert ticks == [(0, 2), (1, 2), (2, 2)]
