@@ -14,7 +14,8 @@ pytestmark = pytest.mark.postgres
 
 
 def test_cli_option_travels_in_the_environment_not_as_a_parameter(monkeypatch):
-    monkeypatch.delenv("TIERING_PUBLISH_POSTGRES", raising=False)
+    # setenv first so that monkeypatch restores the variable's absence after _use_postgres sets it.
+    monkeypatch.setenv("TIERING_PUBLISH_POSTGRES", "")
     _use_postgres("postgresql://pub:secret@127.0.0.1:1/bi")
     from flows.settings import Settings
 
