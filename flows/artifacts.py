@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.context import FlowRunContext, TaskRunContext
+
+if TYPE_CHECKING:  # the report module loads plotly: ingest and gate runs need not
+    from flows.lib.release_report import ReleaseData, ReleaseReport
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ GATE_RESULTS_PAGE = "gate-results-page"
 TIER_SUMMARY = "tier-summary"
 TIER_MIGRATION = "tier-migration"
 RELEASE_REPORT = "release-report"
-# The migration matrix's row/column for customers without a tier the month before.
-NEW_CUSTOMER = "(new 新客户)"
 
 
 def _create(what: str, make: Callable[[], Any]) -> None:
@@ -97,50 +96,41 @@ def publish_gate_report(result: Any) -> None:
             key=GATE_RESULTS_PAGE, description="Every expectation with its details (open from this machine)."))
 
 
-def tier_summary_rows(published_db: Path, as_of_month: date) -> list[dict[str, Any]]:
+def tier_summary_rows(data: ReleaseData) -> list[dict[str, Any]]:
     """The published tier summary of the month; money as exact text (the UI must not round it)."""
-    with duckdb.connect(str(published_db), read_only=True) as con:
-        rows = con.execute(
-            "SELECT rule_set, tier, tier_name, customers, on_watch_customers, total_avg_daily_aum_cny "
-            "FROM tier_summary WHERE as_of_month = ? ORDER BY rule_set, tier_rank DESC",
-            [as_of_month]).fetchall()
-    return [{"rule set": r[0], "tier": r[1], "name 名称": r[2], "customers 客户数": r[3],
-             "on watch 观察期": r[4], "Σ avg daily AUM (CNY) 日均资产合计": f"{r[5]:,.2f}"} for r in rows]
+    return [{"rule set": r["rule_set"], "tier": r["tier"], "name 名称": r["tier_name"],
+             "customers 客户数": r["customers"], "on watch 观察期": r["on_watch_customers"],
+             "Σ avg daily AUM (CNY) 日均资产合计": f"{r['total_avg_daily_aum_cny']:,.2f}"}
+            for r in data.tier_summary]
 
 
-def tier_migration_rows(published_db: Path, as_of_month: date) -> list[dict[str, Any]]:
+def tier_migration_rows(data: ReleaseData) -> list[dict[str, Any]]:
     """The month's migration matrix of the release's rule set: one row per previous tier, one column per tier
     (highest first), new customers last."""
-    with duckdb.connect(str(published_db), read_only=True) as con:
-        rule_set = con.execute("SELECT rule_set FROM release_log WHERE as_of_month = ? "
-                               "ORDER BY published_at DESC LIMIT 1", [as_of_month]).fetchone()[0]
-        tiers = [t for (t,) in con.execute(
-            "SELECT tier FROM tier_summary WHERE as_of_month = ? AND rule_set = ? ORDER BY tier_rank DESC",
-            [as_of_month, rule_set]).fetchall()]
-        cells = con.execute("SELECT from_tier, to_tier, customers FROM tier_migration "
-                            "WHERE as_of_month = ? AND rule_set = ?", [as_of_month, rule_set]).fetchall()
+    from flows.lib.release_report import NEW_CUSTOMER  # the report's label for "no tier last month"
+
+    rule_set = data.release["rule_set"]
+    tiers = [r["tier"] for r in data.tier_summary if r["rule_set"] == rule_set]  # highest tier first
     matrix: dict[str, dict[str, int]] = {}
-    for from_tier, to_tier, customers in cells:
-        matrix.setdefault(from_tier or NEW_CUSTOMER, {})[to_tier] = customers
+    for cell in data.migration:
+        if cell["rule_set"] == rule_set:
+            matrix.setdefault(cell["from_tier"] or NEW_CUSTOMER, {})[cell["to_tier"]] = cell["customers"]
     return [{"rule set": rule_set, "from ↓ / to →": row_tier, **{t: matrix[row_tier].get(t, 0) for t in tiers}}
             for row_tier in [*tiers, NEW_CUSTOMER] if row_tier in matrix]
 
 
-def publish_release_artifacts(published_db: Path, as_of_month: date, release_id: str,
-                              report_page: Path | None) -> None:
-    """`tier-summary`, `tier-migration` and the `release-report` link of one publication."""
-    month = f"{as_of_month:%Y-%m}"
+def publish_release_artifacts(report: ReleaseReport) -> None:
+    """`tier-summary`, `tier-migration` and the `release-report` link of one publication, from the figures
+    the report was drawn from."""
+    month, release_id, page = f"{report.as_of_month:%Y-%m}", report.release_id, report.path.resolve()
     _create(TIER_SUMMARY, lambda: create_table_artifact(
-        table=tier_summary_rows(published_db, as_of_month), key=TIER_SUMMARY,
+        table=tier_summary_rows(report.data), key=TIER_SUMMARY,
         description=f"**Tier summary 客户分层汇总 {month}** — release `{release_id}`."))
     _create(TIER_MIGRATION, lambda: create_table_artifact(
-        table=tier_migration_rows(published_db, as_of_month), key=TIER_MIGRATION,
+        table=tier_migration_rows(report.data), key=TIER_MIGRATION,
         description=f"**Tier migration 层级迁移矩阵 {month}** — customers by previous tier (rows) and "
                     f"this month's tier (columns); release `{release_id}`."))
-    if report_page is not None:
-        page = Path(report_page).resolve()
-        _create(RELEASE_REPORT, lambda: create_link_artifact(
-            link=page.as_uri(), link_text=f"release report 发布报告 {month} ({page})", key=RELEASE_REPORT,
-            description=f"Charts of release `{release_id}`: tiers, AUM, migration, RFM, quadrant, risk, "
-                        "churn and the gate (self-contained page; open it from this machine)."))
-
+    _create(RELEASE_REPORT, lambda: create_link_artifact(
+        link=page.as_uri(), link_text=f"release report 发布报告 {month} ({page})", key=RELEASE_REPORT,
+        description=f"Charts of release `{release_id}`: tiers, AUM, migration, RFM, quadrant, risk, "
+                    "churn and the gate (self-contained page; open it from this machine)."))

@@ -20,11 +20,11 @@ from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
 
 from flows.ingest import ingest_flow
+from flows.months import BANK_TIMEZONE
 from flows.pipeline import tiering_run
 from flows.settings import Settings
 from flows.warehouse_lock import warehouse_limit_name, warehouse_slot
 
-TIMEZONE = "Asia/Shanghai"
 DAILY_INGEST_CRON = "0 2 * * *"
 MONTHLY_RUN_CRON = "0 6 1 * *"
 DAILY_INGEST_RETRIES, DAILY_INGEST_RETRY_DELAY_SECONDS = 3, 1800
@@ -56,12 +56,12 @@ def build_deployments(landing: Path, settings: Settings) -> list:
     limit = warehouse_limit_name(settings.warehouse)
     tags = ["tiering", limit]
     daily = daily_ingest.to_deployment(
-        name=DAILY_DEPLOYMENT, schedules=[Cron(DAILY_INGEST_CRON, timezone=TIMEZONE)],
+        name=DAILY_DEPLOYMENT, schedules=[Cron(DAILY_INGEST_CRON, timezone=BANK_TIMEZONE)],
         parameters={"landing": str(landing.resolve()), "warehouse": str(settings.warehouse)},
         concurrency_limit=_one_at_a_time(), tags=tags, entrypoint_type=EntrypointType.MODULE_PATH,
         description="Every day at 02:00 Asia/Shanghai: load every pending batch (late files retry).")
     monthly = monthly_tiering_run.to_deployment(
-        name=MONTHLY_DEPLOYMENT, schedules=[Cron(MONTHLY_RUN_CRON, timezone=TIMEZONE)],
+        name=MONTHLY_DEPLOYMENT, schedules=[Cron(MONTHLY_RUN_CRON, timezone=BANK_TIMEZONE)],
         parameters={"landing": str(landing.resolve()), "warehouse": str(settings.warehouse),
                     "rules": str(settings.rules_path)},
         concurrency_limit=_one_at_a_time(), tags=tags, entrypoint_type=EntrypointType.MODULE_PATH,

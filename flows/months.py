@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from zoneinfo import ZoneInfo
+
+# The bank's calendar: business dates, schedules and warehouse timestamps are Asia/Shanghai.
+BANK_TIMEZONE = "Asia/Shanghai"
+SHANGHAI = ZoneInfo(BANK_TIMEZONE)
 
 
 def month_end(day: dt.date) -> dt.date:
     """The last calendar day of `day`'s month."""
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def previous_month_end(moment: dt.datetime) -> dt.date:
+    """The last day of the month before `moment`'s month on the bank's calendar (naive = already local)."""
+    local = moment.astimezone(SHANGHAI) if moment.tzinfo else moment
+    return local.date().replace(day=1) - dt.timedelta(days=1)
 
 
 def parse_as_of(text: str | dt.date) -> dt.date:

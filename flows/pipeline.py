@@ -6,8 +6,7 @@ ingest and the monthly run of one warehouse never overlap.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as runtime_flow_run
@@ -15,19 +14,11 @@ from prefect.runtime import flow_run as runtime_flow_run
 from flows.build import build_flow
 from flows.gate import gate_flow
 from flows.ingest import ingest_flow
-from flows.months import parse_as_of
+from flows.months import SHANGHAI, parse_as_of, previous_month_end
 from flows.publish import publish_flow
 from flows.report import report_flow
 from flows.settings import Settings
 from flows.warehouse_lock import warehouse_slot
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def previous_month_end(moment: datetime) -> date:
-    """The last day of the month before `moment`'s month in Asia/Shanghai (the bank's calendar)."""
-    local = moment.astimezone(SHANGHAI) if moment.tzinfo else moment
-    return local.date().replace(day=1) - timedelta(days=1)
 
 
 def _default_as_of() -> date:
@@ -59,6 +50,5 @@ def _run_month(settings: Settings, landing: str, month: date, force: bool):
     gate = gate_flow(warehouse=wh, as_of=month.isoformat(), rules=rules_path)
     release = publish_flow(warehouse=wh, as_of=month.isoformat(), gate_run_id=gate.gate_run_id)
     logger.info("published release %s for %s", release.release_id, month)
-    report_flow(warehouse=wh, as_of=month.isoformat(), gate_run_id=gate.gate_run_id,
-                release_id=release.release_id)
+    report_flow(warehouse=wh, as_of=month.isoformat(), gate_run_id=gate.gate_run_id)
     return release

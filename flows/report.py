@@ -18,7 +18,7 @@ from flows.settings import Settings
 
 
 @flow(name="report")
-def report_flow(warehouse: str, as_of: str, gate_run_id: str | None = None, release_id: str = ""):
+def report_flow(warehouse: str, as_of: str, gate_run_id: str | None = None):
     """Write the release report of month `as_of` and publish its artifacts; return the report page."""
     from flows.lib.release_report import write_release_report
 
@@ -30,5 +30,5 @@ def report_flow(warehouse: str, as_of: str, gate_run_id: str | None = None, rele
                 report.dbt_docs_page)
     if report.dbt_docs_error:
         logger.warning("dbt docs not generated: %s", report.dbt_docs_error)
-    publish_release_artifacts(settings.published_db, month, release_id or report.release_id, report.path)
+    publish_release_artifacts(report)
     return report

@@ -14,7 +14,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 import great_expectations as gx
@@ -23,12 +22,11 @@ from great_expectations.core.result_format import ResultFormat
 from expectations import Check, GateParams
 from expectations.gate import SUITES, build_checks, reference_queries
 from flows.lib.gx_duckdb import duckdb_gx
-from flows.months import parse_as_of
+from flows.months import SHANGHAI, parse_as_of
 from flows.rules import Rules
 
 log = logging.getLogger(__name__)
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Rows / values kept per result in gate.result.details: enough to find the problem, bounded in size.
 DETAIL_ROWS = 20
 

@@ -28,9 +28,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import duckdb
+
+from flows.months import SHANGHAI
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,27 @@ def _release_meta(con: duckdb.DuckDBPyConnection, as_of_month: date) -> tuple[st
     return rows[0]
 
 
+def _copy_marts(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, int]:
+    """Copy `tables` whole from the attached working marts into the release; return their row counts."""
+    counts: dict[str, int] = {}
+    for table in tables:
+        con.execute(f"CREATE TABLE main.{table} AS SELECT * FROM working.main_marts.{table}")
+        counts[table] = con.execute(f"SELECT count(*) FROM working.main_marts.{table}").fetchone()[0]
+    return counts
+
+
+def _carry_release_log(con: duckdb.DuckDBPyConnection, previous: Path) -> None:
+    """Append the release log of the `previous` release file (if it has one) to the new release's log."""
+    if not previous.exists():
+        return
+    con.execute(f"ATTACH '{_sql_path(previous)}' AS previous (READ_ONLY)")
+    has_log = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous' "
+                          "AND schema_name = 'main' AND table_name = 'release_log'").fetchone()[0]
+    if has_log:
+        con.execute("INSERT INTO main.release_log BY NAME SELECT * FROM previous.main.release_log")
+    con.execute("DETACH previous")
+
+
 def _build(tmp: Path, working_db: Path, previous: Path, as_of_month: date, gate_run_id: str,
            release_id: str, published_at: datetime) -> tuple[dict[str, int], tuple[str, str, str]]:
     """Create the release database at `tmp`: the marts, the release log (previous rows + this one)."""
@@ -135,19 +157,10 @@ def _build(tmp: Path, working_db: Path, previous: Path, as_of_month: date, gate_
         if latest != as_of_month:
             # The marts moved on (or back) since the gate: publishing them would ship ungated rows.
             raise PublishFailed(f"working marts end at {latest}, not at the gated month {as_of_month}")
-        counts: dict[str, int] = {}
-        for table in PUBLISHED_TABLES:
-            con.execute(f"CREATE TABLE main.{table} AS SELECT * FROM working.main_marts.{table}")
-            counts[table] = con.execute(f"SELECT count(*) FROM working.main_marts.{table}").fetchone()[0]
+        counts = _copy_marts(con, PUBLISHED_TABLES)
         meta = _release_meta(con, as_of_month)
         con.execute(RELEASE_LOG_DDL)
-        if previous.exists():
-            con.execute(f"ATTACH '{_sql_path(previous)}' AS previous (READ_ONLY)")
-            has_log = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous' "
-                                  "AND schema_name = 'main' AND table_name = 'release_log'").fetchone()[0]
-            if has_log:
-                con.execute("INSERT INTO main.release_log BY NAME SELECT * FROM previous.main.release_log")
-            con.execute("DETACH previous")
+        _carry_release_log(con, previous)
         con.execute("INSERT INTO main.release_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [release_id, as_of_month, published_at, *meta, gate_run_id,
                      *(counts[t] for t in PUBLISHED_TABLES)])
@@ -219,18 +232,9 @@ def _build_restricted(tmp: Path, working_db: Path, previous: Path, as_of_month: 
         os.chmod(tmp, RESTRICTED_FILE_MODE)
         con.execute("SET enable_progress_bar = false")
         con.execute(f"ATTACH '{_sql_path(working_db)}' AS working (READ_ONLY)")
-        counts: dict[str, int] = {}
-        for table in AML_TABLES:
-            con.execute(f"CREATE TABLE main.{table} AS SELECT * FROM working.main_marts.{table}")
-            counts[table] = con.execute(f"SELECT count(*) FROM working.main_marts.{table}").fetchone()[0]
+        counts = _copy_marts(con, AML_TABLES)
         con.execute(AML_RELEASE_LOG_DDL)
-        if previous.exists():
-            con.execute(f"ATTACH '{_sql_path(previous)}' AS previous (READ_ONLY)")
-            has_log = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous' "
-                                  "AND schema_name = 'main' AND table_name = 'release_log'").fetchone()[0]
-            if has_log:
-                con.execute("INSERT INTO main.release_log BY NAME SELECT * FROM previous.main.release_log")
-            con.execute("DETACH previous")
+        _carry_release_log(con, previous)
         con.execute("INSERT INTO main.release_log VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [release_id, as_of_month, published_at, rules_version, gate_run_id,
                      *(counts[t] for t in AML_TABLES)])
@@ -289,7 +293,7 @@ def publish_release(working_db: Path, published_db: Path, exports_dir: Path, as_
     restricted_tmp_files = [restricted_tmp, restricted_tmp.with_name(restricted_tmp.name + ".wal")]
     _remove(*tmp_files, *restricted_tmp_files)  # leftovers of an interrupted run
     release_id = str(uuid.uuid4())
-    published_at = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+    published_at = datetime.now(SHANGHAI).replace(tzinfo=None)
     exports: dict[str, Path] = {}
     aml_counts: dict[str, int] = {}
     try:

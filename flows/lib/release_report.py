@@ -15,20 +15,18 @@ from decimal import Decimal
 from html import escape
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import duckdb
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from flows.lib.dbt_docs import DbtDocsError, dbt_docs_path, write_dbt_docs
-from flows.months import month_end
+from flows.months import SHANGHAI, month_end
 from flows.rules import CORPORATE_RULE_SET, CREDIT_GRADES, QUADRANTS, RFM_CLASSES
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 REPORT_PAGE = "index.html"
 GATE_PAGE = "gate.html"  # written by flows/lib/gate_report.py next to this page
 # CJK-capable system fonts first; no web fonts, the page must not fetch anything.
@@ -80,6 +78,8 @@ class ReleaseReport:
     dbt_docs_seconds: float | None = None
     # Why the dbt docs are missing when generation was asked for and failed.
     dbt_docs_error: str | None = None
+    # The figures the page was drawn from (the UI artifacts show the same ones).
+    data: ReleaseData | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -515,4 +515,4 @@ def write_release_report(settings: Settings, as_of_month: date, gate_run_id: str
     return ReleaseReport(path=target, as_of_month=month, release_id=str(data.release["release_id"]),
                          gate_run_id=gate.gate_run_id if gate else None, gate_page=gate_page,
                          dbt_docs_page=docs_page, charts=tuple(figures), dbt_docs_seconds=docs_seconds,
-                         dbt_docs_error=docs_error)
+                         dbt_docs_error=docs_error, data=data)

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.artifacts import NEW_CUSTOMER
+from flows.lib.release_report import NEW_CUSTOMER
 
 pytestmark = pytest.mark.integration
 

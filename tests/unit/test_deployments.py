@@ -12,7 +12,7 @@ import yaml
 import flows  # noqa: F401  (no-telemetry environment before Prefect loads)
 from flows import deployments
 from flows.deployments import build_deployments
-from flows.pipeline import previous_month_end
+from flows.months import previous_month_end
 from flows.settings import PROJECT_ROOT, Settings
 from flows.warehouse_lock import warehouse_limit_name
 
@@ -68,7 +68,7 @@ def test_prefect_yaml_declares_the_same_deployments():
                                   (deployments.MONTHLY_DEPLOYMENT, deployments.MONTHLY_RUN_CRON,
                                    "monthly_tiering_run")):
         entry = declared[name]
-        assert entry["schedules"] == [{"cron": cron, "timezone": deployments.TIMEZONE}]
+        assert entry["schedules"] == [{"cron": cron, "timezone": deployments.BANK_TIMEZONE}]
         assert entry["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
         assert entry["entrypoint"] == f"flows/deployments.py:{attribute}"
         assert (PROJECT_ROOT / entry["entrypoint"].split(":")[0]).is_file()
