@@ -19,6 +19,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from flows.lib import raw_zone
+
 TABLES = ("CUSTOMER", "ACCOUNT", "BALANCE", "TXN", "LOAN", "FX_RATE")
 # References need their targets validated first: FX rates before every table that carries a currency.
 VALIDATION_ORDER = ("FX_RATE", "CUSTOMER", "ACCOUNT", "BALANCE", "TXN", "LOAN")
@@ -454,18 +456,18 @@ def _lines_table(lines: list[str], bad: np.ndarray) -> pa.Table:
 # ------------------------------------------------------------------------------------------ schema
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw.* and audit.* tables of docs/ARCHITECTURE.md if they do not exist."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+def ensure_schema(con: duckdb.DuckDBPyConnection, warehouse: Path | None = None) -> None:
+    """Create the audit tables, the ingest-private raw state and the `raw.*` views (docs/ARCHITECTURE.md).
+
+    `warehouse` defaults to the folder of the connection's database file (the raw zone lives beside it).
+    """
     con.execute("CREATE SCHEMA IF NOT EXISTS audit")
-    for table in TABLES:
-        columns = ", ".join(f"{f.name} {f.sql_type}" for f in SPECS[table])
-        con.execute(f"CREATE TABLE IF NOT EXISTS raw.cbs_{table.lower()} (batch_date DATE, {columns})")
     con.execute("""
         CREATE TABLE IF NOT EXISTS audit.batch_log (
             batch_date DATE, table_name VARCHAR, file_name VARCHAR, records BIGINT, loaded BIGINT,
             quarantined BIGINT, byte_size BIGINT, md5 VARCHAR, encoding VARCHAR, status VARCHAR,
-            message VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP)""")
+            message VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, load_id VARCHAR, raw_file VARCHAR,
+            stored_rows BIGINT)""")
     con.execute("""
         CREATE TABLE IF NOT EXISTS audit.quarantine (
             batch_date DATE, table_name VARCHAR, file_name VARCHAR, line_no BIGINT, raw_text VARCHAR,
@@ -473,6 +475,15 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("""
         CREATE TABLE IF NOT EXISTS audit.load_attempt (
             batch_date DATE, outcome VARCHAR, message VARCHAR, attempted_at TIMESTAMP)""")
+    raw_zone.ensure_raw_schema(con, warehouse if warehouse is not None else database_folder(con))
+
+
+def database_folder(con: duckdb.DuckDBPyConnection) -> Path:
+    """The folder of the connection's database file: the warehouse."""
+    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+    if not path:
+        raise ValueError("an in-memory database has no warehouse folder: pass warehouse=")
+    return Path(path).resolve().parent
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -717,6 +728,7 @@ def validate_table(
 
 def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("; ".join(f"DROP TABLE IF EXISTS temp.v_{t.lower()}" for t in TABLES))
+    raw_zone.drop_temps(con)
     for table in TABLES:
         try:
             con.unregister(f"lines_{table.lower()}")
@@ -754,6 +766,7 @@ def _record_attempt(con: duckdb.DuckDBPyConnection, batch_date: dt.date, outcome
 
 def _load(
     con: duckdb.DuckDBPyConnection,
+    warehouse: Path,
     batch_date: dt.date,
     files: dict[str, DataFile],
     counts: dict[str, TableCounts],
@@ -761,20 +774,19 @@ def _load(
     message: str,
     started: dt.datetime,
 ) -> None:
-    """Replace the batch date in raw, quarantine and batch_log in one transaction (staged tables → main)."""
+    """Write the batch's raw files, then commit its quarantine, batch_log rows and raw views in one transaction.
+
+    The batch_log rows name the files: until they commit no reader sees the batch (flows.lib.raw_zone).
+    """
     now = dt.datetime.now()
+    # File order (the window check shuffles rows): sequential keys compress and scan better.
+    accepted = {
+        t: f"SELECT {', '.join(f.name for f in SPECS[t])} FROM v_{t.lower()} WHERE reason IS NULL ORDER BY line_no"
+        for t in TABLES
+    }
+    staged = raw_zone.stage_batch(con, warehouse, batch_date, accepted)
     con.execute("BEGIN TRANSACTION")
     try:
-        for table in TABLES:
-            name = table.lower()
-            cols = ", ".join(f.name for f in SPECS[table])
-            con.execute(f"DELETE FROM raw.cbs_{name} WHERE batch_date = ?", [batch_date])
-            con.execute(
-                # File order (the window check shuffles rows): sequential keys compress and write faster.
-                f"INSERT INTO raw.cbs_{name} SELECT ?::DATE, {cols} FROM v_{name} "
-                "WHERE reason IS NULL ORDER BY line_no",
-                [batch_date],
-            )
         con.execute("DELETE FROM audit.quarantine WHERE batch_date = ?", [batch_date])
         # Only files with quarantined records: fetching raw text scans the whole file's lines.
         with_bad = [t for t in TABLES if counts[t].quarantined]
@@ -806,15 +818,20 @@ def _load(
                 message or None,
                 started,
                 dt.datetime.now(),
+                staged.load_id,
+                *staged.entries[t],
             ]
             for t in TABLES
         ]
         _insert_rows(con, "audit.batch_log", log_rows)
         _record_attempt(con, batch_date, outcome, message)
+        raw_zone.apply_staged(con, warehouse, staged)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
+        staged.discard()
         raise
+    staged.remove_superseded()
 
 
 def _record_failure(
@@ -841,6 +858,7 @@ def _record_failure(
                 log_rows.append(
                     [batch_date, f"CBS_{table}", dat.name, None, 0, 0, size, None]
                     + [ctl.encoding if ctl else None, status, failure.message, started, dt.datetime.now()]
+                    + [None, None, None]
                 )
             _insert_rows(con, "audit.batch_log", log_rows)
         _record_attempt(con, batch_date, failure.outcome, failure.message)
@@ -872,6 +890,7 @@ class _Waiter:
 
 def _ingest_one(
     con: duckdb.DuckDBPyConnection,
+    warehouse: Path,
     landing: Path,
     batch_date: dt.date,
     force: bool,
@@ -927,7 +946,7 @@ def _ingest_one(
         quarantined = [f"{t} {counts[t].quarantined}" for t in TABLES if counts[t].quarantined]
         message = ("quarantined " + ", ".join(quarantined)) if quarantined else ""
         t0 = time.perf_counter()
-        _load(con, batch_date, files, counts, outcome, message, started)
+        _load(con, warehouse, batch_date, files, counts, outcome, message, started)
         say(f"{tag}: written in {time.perf_counter() - t0:.2f} s")
     except Exception as exc:  # noqa: BLE001 - any failure must leave raw untouched and be reported
         say(f"{tag}: load failed and was rolled back:\n{traceback.format_exc()}")
@@ -971,33 +990,40 @@ def ingest_batches(
     poll_seconds: float = 5,
     progress: Callable[[str], None] | None = None,
     batches_done: Callable[[int, int], None] | None = None,
+    batch_finished: Callable[[BatchResult], None] | None = None,
+    duckdb_config: dict | None = None,
 ) -> IngestReport:
     """Load the batches of a landing folder into raw, in date order, each all-or-nothing.
 
     `date` picks one batch, `through` the batches up to that date, neither all of them; `force`
     replaces a loaded date whose content changed. Failures are reported, never raised.
     `progress` gets per-step messages; `batches_done(done, total)` is called before the first batch and
-    after each one (for progress bars).
+    after each one (for progress bars); `batch_finished` gets each batch's result as soon as it is known
+    (for one log line per batch while a long ingest runs). `duckdb_config` sets DuckDB's memory limit,
+    threads and temp directory (Settings.duckdb_config()).
     """
     if date is not None and through is not None:
         raise ValueError("pass either date or through, not both")
-    landing, working_db = Path(landing), Path(working_db)
+    landing, working_db = Path(landing), Path(working_db).resolve()
     if not landing.is_dir():
         raise FileNotFoundError(f"landing folder not found: {landing}")
     say = progress or (lambda _message: None)
     dates = [date] if date is not None else discover_batches(landing, through)
     working_db.parent.mkdir(parents=True, exist_ok=True)
     report = IngestReport()
-    con = duckdb.connect(str(working_db))
+    con = duckdb.connect(str(working_db), config=dict(duckdb_config or {}))
     try:
         con.execute("SET enable_progress_bar = false")
-        ensure_schema(con)
+        ensure_schema(con, working_db.parent)
+        raw_zone.remove_orphans(con, working_db.parent)
         waiter = _Waiter(wait_seconds, poll_seconds)
         tick = batches_done or (lambda _done, _total: None)
         tick(0, len(dates))
         for batch_date in dates:
-            result = _ingest_one(con, landing, batch_date, force, waiter, say)
+            result = _ingest_one(con, working_db.parent, landing, batch_date, force, waiter, say)
             report.batches.append(result)
+            if batch_finished is not None:
+                batch_finished(result)
             tick(len(report.batches), len(dates))
     finally:
         con.close()

@@ -3,12 +3,14 @@ with
 measures as (
 
     select * from {{ ref('int_customer_monthly_measures') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 aml_triggers as (
 
     select * from {{ ref('int_customer_monthly_aml_triggers') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 

@@ -3,6 +3,7 @@ with
 trigger_transactions as (
 
     select * from {{ ref('int_aml_trigger_transactions') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 

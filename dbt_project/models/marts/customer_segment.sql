@@ -3,24 +3,28 @@ with
 snapshots as (
 
     select * from {{ ref('int_customer_month_end_snapshots') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 measures as (
 
     select * from {{ ref('int_customer_monthly_measures') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 retail_tiers as (
 
     select * from {{ ref('int_customer_monthly_tiers_with_hysteresis') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 corporate_tiers as (
 
     select * from {{ ref('int_corporate_monthly_tiers') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
@@ -33,6 +37,7 @@ value_tiers as (
 classifications as (
 
     select * from {{ ref('int_customer_monthly_classifications') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 

@@ -3,18 +3,21 @@ with
 retail_tiers as (
 
     select * from {{ ref('int_customer_monthly_tiers_with_hysteresis') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 corporate_tiers as (
 
     select * from {{ ref('int_corporate_monthly_tiers') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 measures as (
 
     select * from {{ ref('int_customer_monthly_measures') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 

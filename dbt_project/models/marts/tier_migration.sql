@@ -3,6 +3,7 @@ with
 customer_tier as (
 
     select * from {{ ref('customer_tier') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 

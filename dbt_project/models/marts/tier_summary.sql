@@ -3,6 +3,7 @@ with
 months as (
 
     select * from {{ ref('int_evaluation_months') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
@@ -21,12 +22,14 @@ corporate_tiers as (
 customer_tier as (
 
     select * from {{ ref('customer_tier') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 customer_segment as (
 
     select * from {{ ref('customer_segment') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 

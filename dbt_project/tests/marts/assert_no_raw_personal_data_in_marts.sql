@@ -4,12 +4,14 @@ with
 customer_segment as (
 
     select * from {{ ref('customer_segment') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 snapshots as (
 
     select * from {{ ref('int_customer_month_end_snapshots') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 

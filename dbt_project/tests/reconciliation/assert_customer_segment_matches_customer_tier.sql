@@ -4,12 +4,14 @@ with
 customer_segment as (
 
     select * from {{ ref('customer_segment') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 customer_tier as (
 
     select * from {{ ref('customer_tier') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 )
 

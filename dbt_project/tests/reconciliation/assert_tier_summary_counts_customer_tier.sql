@@ -4,18 +4,21 @@ with
 customer_tier as (
 
     select * from {{ ref('customer_tier') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 tier_summary as (
 
     select * from {{ ref('tier_summary') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 tier_migration as (
 
     select * from {{ ref('tier_migration') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 

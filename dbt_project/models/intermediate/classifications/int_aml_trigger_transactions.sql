@@ -35,6 +35,7 @@ month_txns as (
     inner join txns
         on measures.cust_id = txns.cust_id
         and txns.txn_date between months.month_start and months.as_of_month
+    where {{ in_evaluation_month('measures.as_of_month') }}
 
 ),
 

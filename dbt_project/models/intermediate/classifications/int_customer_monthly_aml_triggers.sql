@@ -39,6 +39,7 @@ kyc_triggers as (
     inner join kyc_levels
         on snapshots.kyc_risk_level = kyc_levels.kyc_risk_level
     where kyc_levels.aml_trigger is not null
+        and {{ in_evaluation_month('measures.as_of_month') }}
 
 ),
 
@@ -51,6 +52,7 @@ transaction_triggers as (
         trigger_transactions.trigger as aml_trigger,
         'HIGH' as aml_level
     from trigger_transactions
+    where {{ in_evaluation_month('trigger_transactions.as_of_month') }}
 
 ),
 

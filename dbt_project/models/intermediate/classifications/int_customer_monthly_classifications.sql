@@ -9,30 +9,35 @@ measures as (
 snapshots as (
 
     select * from {{ ref('int_customer_month_end_snapshots') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 rfm as (
 
     select * from {{ ref('int_customer_monthly_rfm') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 credit_grades as (
 
     select * from {{ ref('int_customer_monthly_credit_grades') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 holdings as (
 
     select * from {{ ref('int_customer_monthly_product_holdings') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
 corporate_tiers as (
 
     select * from {{ ref('int_corporate_monthly_tiers') }}
+    where {{ in_evaluation_month('as_of_month') }}
 
 ),
 
@@ -282,6 +287,7 @@ final as (
     left join corporate_classified
         on measures.as_of_month = corporate_classified.as_of_month
         and measures.cust_id = corporate_classified.cust_id
+    where {{ in_evaluation_month('measures.as_of_month') }}
 
 )
 

@@ -12,26 +12,18 @@ month_end_loans as (
 
 ),
 
-loans as (
-
-    select * from {{ ref('stg_core_banking__loans') }}
-
-),
-
 month_end_loan_details as (
 
-    -- The month-end loan snapshot carries dpd, five_class and loan type of the same batch.
+    -- The month-end loan versions carry dpd, five_class and loan type as delivered for the month's end.
     select
         month_end_loans.as_of_month,
         month_end_loans.cust_id,
         month_end_loans.loan_id,
-        loans.loan_type,
-        loans.days_past_due,
-        try_cast(loans.five_class as integer) as five_class
+        month_end_loans.loan_type,
+        month_end_loans.days_past_due,
+        try_cast(month_end_loans.five_class as integer) as five_class
     from month_end_loans
-    inner join loans
-        on month_end_loans.loan_id = loans.loan_id
-        and month_end_loans.snapshot_date = loans.snapshot_date
+    where {{ in_evaluation_month('month_end_loans.as_of_month') }}
 
 ),
 
@@ -79,6 +71,7 @@ final as (
     left join loans_summarised
         on measures.as_of_month = loans_summarised.as_of_month
         and measures.cust_id = loans_summarised.cust_id
+    where {{ in_evaluation_month('measures.as_of_month') }}
 
 )
 

@@ -18,9 +18,21 @@ value_tiers as (
 
 ),
 
-activity as (
+daily_activity as (
 
-    select * from {{ ref('int_customer_initiated_transactions') }}
+    select * from {{ ref('int_customer_daily_activity') }}
+
+),
+
+last_activity as (
+
+    select * from {{ ref('int_customer_monthly_last_activity') }}
+
+),
+
+months as (
+
+    select * from {{ ref('int_evaluation_months') }}
 
 ),
 
@@ -40,25 +52,45 @@ population as (
         retail_tiers.tier_rank
     from retail_tiers
     where retail_tiers.rule_set in (select value_tiers.rule_set from value_tiers where value_tiers.is_active)
+        and {{ in_evaluation_month('retail_tiers.as_of_month') }}
+
+),
+
+current_daily_activity as (
+
+    -- Only rows of the build whose coverage holds their day now (see int_customer_monthly_measures), and
+    -- only the frequency window's days: the cost follows the window, not the history.
+    select daily_activity.*
+    from daily_activity
+    inner join months as covering_build
+        on daily_activity.as_of_month = covering_build.as_of_month
+        and daily_activity.activity_date >= covering_build.coverage_start
+    where daily_activity.activity_date > (
+        select min(months.as_of_month) - {{ rule_parameter('rfm_frequency_window_days', 'integer') }}
+        from months
+        where {{ in_evaluation_month('months.as_of_month') }}
+    )
 
 ),
 
 activity_summarised as (
 
-    -- Only transactions up to as_of count: later batches must not change a month's answer.
+    -- R from the last activity the month-by-month state carries; F over the window's days up to as_of.
     select
         population.as_of_month,
         population.cust_id,
-        max(activity.txn_date) as last_activity_date,
-        count(activity.txn_id) filter (
-            where activity.txn_date
-            > population.as_of_month - {{ rule_parameter('rfm_frequency_window_days', 'integer') }}
-        ) as activity_count
+        last_activity.last_activity_date,
+        coalesce(sum(current_daily_activity.activity_count), 0) as activity_count
     from population
-    left join activity
-        on population.cust_id = activity.cust_id
-        and activity.txn_date <= population.as_of_month
-    group by 1, 2
+    left join last_activity
+        on population.as_of_month = last_activity.as_of_month
+        and population.cust_id = last_activity.cust_id
+    left join current_daily_activity
+        on population.cust_id = current_daily_activity.cust_id
+        and current_daily_activity.activity_date <= population.as_of_month
+        and current_daily_activity.activity_date
+        > population.as_of_month - {{ rule_parameter('rfm_frequency_window_days', 'integer') }}
+    group by 1, 2, 3
 
 ),
 

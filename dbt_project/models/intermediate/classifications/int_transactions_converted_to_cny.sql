@@ -1,3 +1,5 @@
+{{ config(materialized='view') }}
+
 with
 
 txns as (
@@ -6,9 +8,9 @@ txns as (
 
 ),
 
-accounts as (
+account_versions as (
 
-    select * from {{ ref('stg_core_banking__accounts') }}
+    select * from {{ ref('int_account_versions_in_month') }}
 
 ),
 
@@ -18,35 +20,61 @@ fx_rates as (
 
 ),
 
-latest_txn_deliveries as (
+months as (
 
-    -- A transaction re-delivered in a later batch replaces the earlier one, like FX rates.
+    select * from {{ ref('int_evaluation_months') }}
+
+),
+
+build_month as (
+
+    select * from months
+    where months.as_of_month = {{ evaluation_month() }}
+
+),
+
+txns_read as (
+
+    -- The batches since the previous evaluated month; a transaction re-delivered in a later of these
+    -- batches replaces the earlier one (C1).
     select txns.*
     from txns
+    where txns.batch_date between (select build_month.coverage_start from build_month)
+        and (select build_month.as_of_month from build_month)
     qualify row_number() over (partition by txns.txn_id order by txns.batch_date desc) = 1
+
+),
+
+rates_read as (
+
+    select fx_rates.*
+    from fx_rates
+    where fx_rates.batch_date between (select build_month.coverage_start from build_month)
+        and (select build_month.as_of_month from build_month)
 
 ),
 
 txns_joined_to_accounts as (
 
-    -- The account snapshot of the transaction's own batch says whose account it is.
+    -- The account version of the transaction's own batch day says whose account it is.
     select
-        latest_txn_deliveries.txn_id,
-        latest_txn_deliveries.batch_date,
-        latest_txn_deliveries.acct_id,
-        accounts.cust_id,
-        latest_txn_deliveries.txn_at,
-        cast(latest_txn_deliveries.txn_at as date) as txn_date,
-        latest_txn_deliveries.txn_type,
-        latest_txn_deliveries.txn_amount,
-        latest_txn_deliveries.currency,
-        latest_txn_deliveries.channel,
-        latest_txn_deliveries.is_cash,
-        latest_txn_deliveries.counterparty_country
-    from latest_txn_deliveries
-    left join accounts
-        on latest_txn_deliveries.acct_id = accounts.acct_id
-        and latest_txn_deliveries.batch_date = accounts.snapshot_date
+        txns_read.txn_id,
+        txns_read.batch_date,
+        txns_read.acct_id,
+        account_versions.cust_id,
+        txns_read.txn_at,
+        cast(txns_read.txn_at as date) as txn_date,
+        txns_read.txn_type,
+        txns_read.txn_amount,
+        txns_read.currency,
+        txns_read.channel,
+        txns_read.is_cash,
+        txns_read.counterparty_country
+    from txns_read
+    left join account_versions
+        on txns_read.acct_id = account_versions.acct_id
+        and txns_read.batch_date >= account_versions.valid_from
+        and (account_versions.valid_to is null or txns_read.batch_date < account_versions.valid_to)
 
 ),
 
@@ -61,10 +89,10 @@ rates_added as (
         end as cny_per_unit,
         usd_rates.cny_per_unit as cny_per_usd
     from txns_joined_to_accounts
-    left join fx_rates as currency_rates
+    left join rates_read as currency_rates
         on txns_joined_to_accounts.currency = currency_rates.currency
         and txns_joined_to_accounts.txn_date = currency_rates.rate_date
-    left join fx_rates as usd_rates
+    left join rates_read as usd_rates
         on usd_rates.currency = 'USD'
         and txns_joined_to_accounts.txn_date = usd_rates.rate_date
 

@@ -12,15 +12,33 @@ months as (
 
 ),
 
-daily_aum as (
+balance_sums as (
 
-    select * from {{ ref('int_customer_daily_aum') }}
+    select * from {{ ref('int_customer_monthly_balance_sums') }}
 
 ),
 
 month_end_loans as (
 
     select * from {{ ref('int_month_end_loans_converted_to_cny') }}
+
+),
+
+current_balance_sums as (
+
+    -- Only rows of the build whose coverage holds their month now: if a month became evaluable after a
+    -- later month was built, the later build's rows for it are stale until that build is redone.
+    select balance_sums.*
+    from balance_sums
+    inner join months as covering_build
+        on balance_sums.as_of_month = covering_build.as_of_month
+        and balance_sums.month_start >= cast(date_trunc('month', covering_build.coverage_start) as date)
+    -- The three-month window only (rows are stored in month order, so this skips the older months' blocks).
+    where balance_sums.month_start >= (
+        select min(cast(date_trunc('month', months.window_3m_start) as date))
+        from months
+        where {{ in_evaluation_month('months.as_of_month') }}
+    )
 
 ),
 
@@ -35,44 +53,33 @@ customers_in_month as (
         snapshots.is_retail,
         snapshots.customer_status
     from snapshots
-    where not snapshots.is_closed
-
-),
-
-calendar_month_sums as (
-
-    -- Days before the first loaded balance date lie outside every window.
-    select
-        daily_aum.cust_id,
-        cast(date_trunc('month', daily_aum.balance_date) as date) as month_start,
-        sum(daily_aum.aum_cny) as aum_sum_cny,
-        sum(daily_aum.deposit_cny) as deposit_sum_cny
-    from daily_aum
-    where daily_aum.balance_date >= (select min(months.first_loaded_balance_date) from months)
-    group by 1, 2
+    where {{ in_evaluation_month('snapshots.as_of_month') }}
+        and not snapshots.is_closed
 
 ),
 
 window_sums as (
 
-    -- A day without a balance row adds nothing: it counts 0 in the numerator, 1 in the days.
+    -- The month's and the three-month window's sums, from the calendar-month sums of the builds that read
+    -- them (days before the first loaded balance date were never loaded). A day without a balance row adds
+    -- nothing: it counts 0 in the numerator, 1 in the days.
     select
         customers_in_month.as_of_month,
         customers_in_month.cust_id,
-        cast(coalesce(sum(calendar_month_sums.aum_sum_cny) filter (
-            where calendar_month_sums.month_start = months.month_start
+        cast(coalesce(sum(balance_sums.aum_sum_cny) filter (
+            where balance_sums.month_start = months.month_start
         ), 0) as decimal(38, 8)) as aum_sum_cny,
-        cast(coalesce(sum(calendar_month_sums.aum_sum_cny), 0) as decimal(38, 8)) as aum_3m_sum_cny,
-        cast(coalesce(sum(calendar_month_sums.deposit_sum_cny) filter (
-            where calendar_month_sums.month_start = months.month_start
+        cast(coalesce(sum(balance_sums.aum_sum_cny), 0) as decimal(38, 8)) as aum_3m_sum_cny,
+        cast(coalesce(sum(balance_sums.deposit_sum_cny) filter (
+            where balance_sums.month_start = months.month_start
         ), 0) as decimal(38, 8)) as deposit_sum_cny
     from customers_in_month
     inner join months
         on customers_in_month.as_of_month = months.as_of_month
-    left join calendar_month_sums
-        on customers_in_month.cust_id = calendar_month_sums.cust_id
-        and calendar_month_sums.month_start
-        between cast(months.month_start - interval 2 month as date) and months.month_start
+    left join current_balance_sums as balance_sums
+        on customers_in_month.cust_id = balance_sums.cust_id
+        and balance_sums.month_start
+        between cast(date_trunc('month', months.window_3m_start) as date) and months.month_start
     group by 1, 2
 
 ),
@@ -84,6 +91,7 @@ loan_outstanding as (
         month_end_loans.cust_id,
         sum(month_end_loans.outstanding_cny) as loan_outstanding_sum_cny
     from month_end_loans
+    where {{ in_evaluation_month('month_end_loans.as_of_month') }}
     group by 1, 2
 
 ),

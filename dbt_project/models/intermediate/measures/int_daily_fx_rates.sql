@@ -1,3 +1,5 @@
+{{ config(materialized='view') }}
+
 with
 
 fx_rates as (
@@ -8,17 +10,14 @@ fx_rates as (
 
 final as (
 
-    -- A rate re-delivered in a later batch replaces the earlier one.
+    -- Ingestion keeps one rate per currency and batch, dated the batch date (a re-delivered batch replaces
+    -- the earlier one). Readers filter on batch_date, which prunes the raw zone to the days they need.
     select
+        fx_rates.batch_date,
         fx_rates.currency,
         fx_rates.rate_date,
-        fx_rates.cny_per_unit,
-        fx_rates.batch_date
+        fx_rates.cny_per_unit
     from fx_rates
-    qualify row_number() over (
-        partition by fx_rates.currency, fx_rates.rate_date
-        order by fx_rates.batch_date desc
-    ) = 1
 
 )
 

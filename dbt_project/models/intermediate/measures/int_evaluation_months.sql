@@ -1,3 +1,5 @@
+{{ config(materialized='table') }}
+
 with
 
 batch_log as (
@@ -19,6 +21,14 @@ first_loaded_balance_date as (
 
     select min(loaded_balance_dates.balance_date) as first_loaded_balance_date
     from loaded_balance_dates
+
+),
+
+first_loaded_batch_date as (
+
+    select min(batch_log.batch_date) as first_loaded_batch_date
+    from batch_log
+    where batch_log.is_loaded
 
 ),
 
@@ -55,14 +65,18 @@ windows_added as (
             cast(complete_months.month_start - interval 2 month as date),
             first_loaded_balance_date.first_loaded_balance_date
         ) as window_3m_start,
-        first_loaded_balance_date.first_loaded_balance_date
+        first_loaded_balance_date.first_loaded_balance_date,
+        first_loaded_batch_date.first_loaded_batch_date
     from complete_months
     cross join first_loaded_balance_date
+    cross join first_loaded_batch_date
 
 ),
 
 final as (
 
+    -- A month's build reads the batches since the previous evaluated month (coverage_start … as_of_month):
+    -- consecutive builds cover every loaded day once, including days of months never evaluated.
     select
         windows_added.as_of_month,
         windows_added.month_start,
@@ -72,6 +86,10 @@ final as (
         windows_added.first_loaded_balance_date,
         cast(row_number() over (order by windows_added.as_of_month) as integer) as month_index,
         lag(windows_added.as_of_month) over (order by windows_added.as_of_month) as previous_as_of_month,
+        coalesce(
+            cast(lag(windows_added.as_of_month) over (order by windows_added.as_of_month) + 1 as date),
+            least(windows_added.first_loaded_batch_date, windows_added.month_start)
+        ) as coverage_start,
         cast(windows_added.as_of_month + 1 as date) as effective_from
     from windows_added
 

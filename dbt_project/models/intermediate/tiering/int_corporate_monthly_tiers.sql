@@ -27,6 +27,13 @@ tiers_ranked as (
 
 ),
 
+build_month as (
+
+    select * from months
+    where months.as_of_month = {{ evaluation_month() }}
+
+),
+
 corporate_measures as (
 
     -- Which customer types are tiered as corporates is a rule (rule_parameters.corporate_cust_types).
@@ -36,6 +43,21 @@ corporate_measures as (
         string_split({{ rule_parameter('corporate_cust_types') }}, ','),
         measures.cust_type
     )
+        and measures.as_of_month = (select build_month.as_of_month from build_month)
+
+),
+
+previous_month_tiers as (
+
+    -- The previous evaluated month's tier counts only if the customer had one then.
+    {%- if is_incremental() %}
+    select previous_tiers.cust_id, previous_tiers.tier_rank
+    from {{ this }} as previous_tiers
+    where previous_tiers.as_of_month = (select build_month.previous_as_of_month from build_month)
+    {%- else %}
+    select cast(null as varchar) as cust_id, cast(null as integer) as tier_rank
+    where false
+    {%- endif %}
 
 ),
 
@@ -94,22 +116,15 @@ tier_reached as (
 
 previous_month_added as (
 
-    -- The previous tier counts only if the customer had one in the previous evaluated month.
     select
         tier_reached.*,
-        months.month_index,
-        months.effective_from,
-        case
-            when lag(months.month_index) over (
-                partition by tier_reached.cust_id order by months.month_index
-            ) = months.month_index - 1
-                then lag(tier_reached.tier_rank) over (
-                    partition by tier_reached.cust_id order by months.month_index
-                )
-        end as previous_tier_rank
+        build_month.month_index,
+        build_month.effective_from,
+        previous_month_tiers.tier_rank as previous_tier_rank
     from tier_reached
-    inner join months
-        on tier_reached.as_of_month = months.as_of_month
+    cross join build_month
+    left join previous_month_tiers
+        on tier_reached.cust_id = previous_month_tiers.cust_id
 
 ),
 

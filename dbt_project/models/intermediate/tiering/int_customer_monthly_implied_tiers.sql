@@ -56,6 +56,7 @@ measures_per_rule_set as (
     from measures
     cross join rule_sets
     where measures.is_retail
+        and {{ in_evaluation_month('measures.as_of_month') }}
 
 ),
 

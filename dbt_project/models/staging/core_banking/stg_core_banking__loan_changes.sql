@@ -2,14 +2,15 @@ with
 
 source as (
 
-    select * from {{ source('core_banking', 'cbs_loan') }}
+    select * from {{ source('core_banking', 'cbs_loan_changes') }}
 
 ),
 
 final as (
 
     select
-        batch_date as snapshot_date,
+        batch_date as valid_from,
+        is_deleted,
         loan_id,
         cust_id,
         acct_id,

@@ -2,14 +2,15 @@ with
 
 source as (
 
-    select * from {{ source('core_banking', 'cbs_account') }}
+    select * from {{ source('core_banking', 'cbs_account_changes') }}
 
 ),
 
 final as (
 
     select
-        batch_date as snapshot_date,
+        batch_date as valid_from,
+        is_deleted,
         acct_id,
         cust_id,
         product_type,

@@ -2,14 +2,15 @@ with
 
 source as (
 
-    select * from {{ source('core_banking', 'cbs_customer') }}
+    select * from {{ source('core_banking', 'cbs_customer_changes') }}
 
 ),
 
 final as (
 
     select
-        batch_date as snapshot_date,
+        batch_date as valid_from,
+        is_deleted,
         cust_id,
         cust_type,
         cust_name,

@@ -1,0 +1,47 @@
+{#-
+    Every build evaluates one month: var as_of, the month's last day (the pipeline sets it; see
+    flows/build.py). Incremental models hold every evaluated month and replace only this one.
+-#}
+
+{#-
+    The evaluated month's last day as a SQL date. Without var as_of it is NULL: a build then evaluates no
+    month (unit tests and docs; the pipeline always sets as_of).
+-#}
+{% macro evaluation_month() -%}
+    {%- set as_of = var('as_of', none) -%}
+    {%- if as_of is none -%}
+        cast(null as date)
+    {%- else -%}
+        cast('{{ as_of }}' as date)
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
+    Keeps the evaluated month's rows of a multi-month input; without var as_of (unit tests of one-month
+    logic) every month present in the input passes.
+-#}
+{% macro in_evaluation_month(column) -%}
+    {%- if var('as_of', none) is none -%}
+        true
+    {%- else -%}
+        {{ column }} = {{ evaluation_month() }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
+    Incremental strategy `replace_month`: delete the evaluated month's rows, insert the new ones. Unlike
+    delete+insert on a unique key it also clears a month whose new build has no rows (e.g. no AML trigger
+    left after a restatement).
+-#}
+{% macro get_incremental_replace_month_sql(arg_dict) %}
+    {{ return(adapter.dispatch('replace_month_sql')(arg_dict)) }}
+{% endmacro %}
+
+{% macro default__replace_month_sql(arg_dict) %}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }} where as_of_month = {{ evaluation_month() }};
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }}
+{% endmacro %}

@@ -1,0 +1,95 @@
+with
+
+balances as (
+
+    select * from {{ ref('stg_core_banking__balances') }}
+
+),
+
+account_versions as (
+
+    select * from {{ ref('int_account_versions_in_month') }}
+
+),
+
+fx_rates as (
+
+    select * from {{ ref('int_daily_fx_rates') }}
+
+),
+
+product_types as (
+
+    select * from {{ ref('rule_product_types') }}
+
+),
+
+months as (
+
+    select * from {{ ref('int_evaluation_months') }}
+
+),
+
+build_month as (
+
+    select * from months
+    where months.as_of_month = {{ evaluation_month() }}
+
+),
+
+balances_read as (
+
+    -- The batches since the previous evaluated month: each loaded day is summed by exactly one build.
+    select balances.*
+    from balances
+    where balances.batch_date between (select build_month.coverage_start from build_month)
+        and (select build_month.as_of_month from build_month)
+
+),
+
+balances_converted as (
+
+    -- Owner and product from the account version of the balance's own day (D2); the rate of that day.
+    -- Widen before multiplying: DECIMAL(18,2) × DECIMAL(18,6) would stay DECIMAL(18,8) and overflow.
+    select
+        account_versions.cust_id,
+        cast(date_trunc('month', balances_read.balance_date) as date) as month_start,
+        product_types.is_aum,
+        product_types.is_deposit,
+        cast(
+            cast(balances_read.balance_amount as decimal(38, 2))
+            * case when balances_read.currency = 'CNY' then cast(1 as decimal(18, 6)) else fx_rates.cny_per_unit end
+            as decimal(38, 8)
+        ) as balance_cny
+    from balances_read
+    inner join account_versions
+        on balances_read.acct_id = account_versions.acct_id
+        and balances_read.batch_date >= account_versions.valid_from
+        and (account_versions.valid_to is null or balances_read.batch_date < account_versions.valid_to)
+    left join fx_rates
+        on balances_read.currency = fx_rates.currency
+        and balances_read.batch_date = fx_rates.batch_date
+    left join product_types
+        on account_versions.product_type = product_types.product_type
+
+),
+
+final as (
+
+    -- Only AUM products count as AUM (seed rule_product_types.is_aum): LOAN and CARD balances are debts.
+    select
+        build_month.as_of_month,
+        balances_converted.month_start,
+        balances_converted.cust_id,
+        cast(sum(case when balances_converted.is_aum then balances_converted.balance_cny else 0 end)
+            as decimal(38, 8)) as aum_sum_cny,
+        cast(sum(case when balances_converted.is_deposit then balances_converted.balance_cny else 0 end)
+            as decimal(38, 8)) as deposit_sum_cny,
+        count(*) as balance_rows
+    from balances_converted
+    cross join build_month
+    group by all
+
+)
+
+select * from final
