@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import great_expectations.expectations as gxe
 from great_expectations.expectations.row_conditions import Column
 
@@ -38,10 +40,17 @@ def reference_queries(params: GateParams) -> dict[str, str]:
         **classifications.reference_queries(params),
         # A customer is tiered in M when its month-end snapshot has status A or D.
         "eligible_customers": f"""
-            SELECT count(DISTINCT cust_id) FROM raw.cbs_customer
-            WHERE batch_date = DATE '{params.as_of.isoformat()}' AND status IN ('A', 'D')
+            SELECT count(DISTINCT cust_id) FROM ({customers_at(params.as_of)})
+            WHERE status IN ('A', 'D')
         """,
     }
+
+
+def customers_at(day: date) -> str:
+    """SQL of the customer master as delivered for `day`, straight from the raw zone's change history."""
+    return f"""
+        SELECT * FROM raw.cbs_customer_versions
+        WHERE valid_from <= {lit(day)} AND (valid_to IS NULL OR valid_to > {lit(day)})"""
 
 
 def _aum_reconciliation_sql(params: GateParams) -> str:
@@ -49,23 +58,25 @@ def _aum_reconciliation_sql(params: GateParams) -> str:
     rules, days = params.rules, params.days
     return f"""
         WITH eligible AS (
-            SELECT DISTINCT cust_id FROM raw.cbs_customer
-            WHERE batch_date = {lit(params.as_of)} AND status IN ('A', 'D')
+            SELECT DISTINCT cust_id FROM ({customers_at(params.as_of)}) WHERE status IN ('A', 'D')
         ), accounts AS (
-            -- The month's daily snapshots (latest wins): accounts closed during the month still count.
-            SELECT acct_id, arg_max(cust_id, batch_date) AS cust_id,
-                   arg_max(product_type, batch_date) AS product_type
-            FROM raw.cbs_account WHERE batch_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
+            -- The month's latest version of each account: accounts closed during the month still count.
+            SELECT acct_id, arg_max(cust_id, valid_from) AS cust_id,
+                   arg_max(product_type, valid_from) AS product_type
+            FROM raw.cbs_account_versions
+            WHERE valid_from <= {lit(params.as_of)} AND (valid_to IS NULL OR valid_to > {lit(params.month_start)})
             GROUP BY acct_id
         ), balances AS (
             -- One balance per account and day even if two batches carried it (the later batch wins).
             SELECT acct_id, bal_date, arg_max(balance, batch_date) AS balance,
                    arg_max(currency, batch_date) AS currency
-            FROM raw.cbs_balance WHERE bal_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
+            FROM raw.cbs_balance WHERE batch_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
+              AND bal_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
             GROUP BY acct_id, bal_date
         ), rates AS (
             SELECT currency, rate_date, arg_max(cny_per_unit, batch_date) AS cny_per_unit FROM raw.cbs_fx_rate
-            WHERE rate_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
+            WHERE batch_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
+              AND rate_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
             GROUP BY currency, rate_date
         ), raw_total AS (
             SELECT
@@ -162,7 +173,7 @@ def _masking_sql(params: GateParams) -> str:
     return f"""
         SELECT s.cust_id, concat_ws(', ', {', '.join(conditions)}) AS unmasked_fields
         FROM {{batch}} AS s
-        JOIN raw.cbs_customer AS c ON c.cust_id = s.cust_id AND c.batch_date = {lit(params.as_of)}
+        JOIN ({customers_at(params.as_of)}) AS c ON c.cust_id = s.cust_id
         WHERE concat_ws(', ', {', '.join(conditions)}) <> ''
     """
 
@@ -221,7 +232,7 @@ def checks(params: GateParams) -> list[Check]:
               "on watch: value tier above implied and 1 ≤ months_below < grace; otherwise equal and 0"),
         check(TABLE, "row_count_equals_eligible_customers", BLOCKING,
               gxe.ExpectTableRowCountToEqual(value=eligible if eligible is not None else 0),
-              f"rows of {params.month_label} = customers with status A/D in raw.cbs_customer "
+              f"rows of {params.month_label} = customers with status A/D in the raw customer master "
               f"at {params.as_of}"
               + (f" ({eligible})" if eligible is not None else ""),
               skip_reason=None if eligible is not None else

@@ -4,6 +4,7 @@ Each artifact is created by the flow that owns the data, so it sits on that flow
 the keys make the latest of each findable under Artifacts in the UI:
 
 - `batch-load-summary` (ingest): records, loaded and quarantined per batch and table;
+- `dbt-node-results` (build, one per month built): every dbt model, seed and test with status and seconds;
 - `gate-report` (gate): every expectation, pass/fail, observed value, with a link to the gate page;
   `gate-results-page` is that page as a link artifact;
 - `tier-summary`, `tier-migration` (report): the published month as tables;
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # the report module loads plotly: ingest and gate runs need n
 log = logging.getLogger(__name__)
 
 BATCH_LOAD_SUMMARY = "batch-load-summary"
+DBT_NODE_RESULTS = "dbt-node-results"
 GATE_REPORT = "gate-report"
 GATE_RESULTS_PAGE = "gate-results-page"
 TIER_SUMMARY = "tier-summary"
@@ -70,6 +72,42 @@ def publish_batch_load_summary(report: Any) -> None:
                    f"{len(report.failed)} failed.")
     _create(BATCH_LOAD_SUMMARY, lambda: create_table_artifact(
         table=batch_load_rows(report), key=BATCH_LOAD_SUMMARY, description=description))
+
+
+def dbt_node_rows(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per dbt node in finishing order: layer, node, status and seconds."""
+    rows = []
+    for node in nodes:
+        unique_id = str(node["node"])
+        parts = unique_id.split(".")
+        seconds = ""
+        if node.get("started") and node.get("finished"):
+            try:
+                seconds = f"{(_timestamp(node['finished']) - _timestamp(node['started'])):.2f}"
+            except ValueError:
+                seconds = ""
+        rows.append({"type": node.get("type", parts[0]), "node": parts[-1], "status": node.get("status", ""),
+                     "seconds": seconds, "unique id": unique_id})
+    return rows
+
+
+def _timestamp(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(text)).timestamp()
+
+
+def publish_dbt_node_results(month: Any, nodes: list[dict[str, Any]], result: Any, seconds: float) -> None:
+    """The `dbt-node-results` table of one month's dbt build: each node's status and time."""
+    counts: dict[str, int] = {}
+    for node in nodes:
+        counts[str(node.get("type"))] = counts.get(str(node.get("type")), 0) + 1
+    failed = [f.unique_id for f in getattr(result, "failures", [])]
+    verdict = "succeeded 成功" if result.success else f"FAILED 失败 at {', '.join(failed[:3])}"
+    description = (f"**dbt build {month:%Y-%m}: {verdict}** — {len(nodes)} nodes in {seconds:.1f} s ("
+                   + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) + ").")
+    _create(DBT_NODE_RESULTS, lambda: create_table_artifact(
+        table=dbt_node_rows(nodes), key=DBT_NODE_RESULTS, description=description))
 
 
 def gate_rows(result: Any) -> list[dict[str, Any]]:

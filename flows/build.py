@@ -1,30 +1,47 @@
-"""Prefect flow `build`: render the rule seeds, then `dbt build` the working database for one month.
+"""Prefect flow `build`: render the rule seeds, then `dbt build` the months of a run's plan, one by one.
 
-A thin skin over flows.lib.dbt_runner. Inside the flow, prefect-dbt's PrefectDbtRunner runs dbt
-in-process and shows one Prefect task per dbt node; dbt itself still runs one node at a time
-(threads: 1 in profiles.yml), so DuckDB keeps its single writer.
+A thin skin over flows.lib.dbt_runner and flows.lib.month_plan. Each month is one `dbt build --vars
+as_of=…` (one Prefect task run per month) with dbt's own threads in one process; every node's result (model,
+test, seed, with its time) goes to the month's `dbt-node-results` artifact, so the Prefect UI shows each
+node without a task run per node (DECISIONLOG O7). After each month's build, `audit.month_build` records
+it: the plan of the next run starts from there.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
+import datetime as dt
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows import progress
+from flows.artifacts import publish_dbt_node_results
 from flows.lib.dbt_runner import DbtBuildError, DbtRunResult, prepare_seeds, run_dbt
+from flows.lib.month_plan import record_month_build
 from flows.months import parse_as_of
+from flows.rules import load_rules
 from flows.settings import Settings
 
-__all__ = ["DbtBuildError", "build_flow"]
+__all__ = ["BuildResult", "DbtBuildError", "build_flow"]
 
-# Bound on waiting for the per-node task runs to finish reporting after dbt is done.
-NODE_TASK_RUNS_TIMEOUT_S = 300.0
+# Unit tests pin logic, not data: they run in CI (`make test`), not in every production build.
+PRODUCTION_BUILD = ["build", "--exclude-resource-type", "unit_test"]
+
+
+@dataclass
+class BuildResult:
+    """The months a build flow built, with each month's dbt result and seconds."""
+
+    months: list[dt.date] = field(default_factory=list)
+    results: dict[dt.date, DbtRunResult] = field(default_factory=dict)
+    seconds: dict[dt.date, float] = field(default_factory=dict)
+
+    @property
+    def nodes_run(self) -> int:
+        return sum(r.nodes_run for r in self.results.values())
 
 
 @task(name="prepare-seeds", cache_policy=NO_CACHE)
@@ -33,90 +50,61 @@ def prepare_seeds_task(settings: Settings) -> list[str]:
     return [path.name for path in prepare_seeds(settings)]
 
 
-def prefect_invoke(settings: Settings):
-    """An `invoke` for run_dbt backed by PrefectDbtRunner (one task per node), keeping dbt's own exception."""
-    from dbt_common.events.base_types import EventLevel
-    from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
+class NodeProgress:
+    """dbt event callback: counts finished nodes for the progress bar and keeps each node's result."""
 
-    runner = PrefectDbtRunner(
-        # Per-node task runs show each node's state; dbt's INFO chatter (START/PASS per node) would
-        # only repeat that in the log, so the log keeps warnings and errors.
-        settings=PrefectDbtSettings(project_dir=settings.dbt_project_dir, profiles_dir=settings.dbt_project_dir,
-                                    log_level=EventLevel.WARN),
-        raise_on_failure=False,
-    )
-    seen: dict[str, Any] = {}
+    def __init__(self, stage: str):
+        self.stage, self.done, self.total = stage, 0, None
+        self.nodes: list[dict[str, Any]] = []
 
-    @runner.on_run_end
-    def _keep_error(context) -> None:
-        # PrefectDbtRunner re-raises dbt's exception as a ValueError with the whole command line in it.
-        seen["error"] = context.error
-
-    def invoke(args: list[str]) -> Any:
-        before = set(threading.enumerate())
-        try:
-            return runner.invoke(args)
-        except ValueError as exc:
-            original = seen.get("error")
-            if isinstance(original, BaseException):
-                return _FailedInvocation(original)
-            return _FailedInvocation(exc)
-        finally:
-            _wait_for_node_task_runs(before)
-
-    return invoke
+    def __call__(self, event: Any) -> None:
+        name = event.info.name
+        if name == "LogStartLine" and self.total is None:
+            self.total = int(event.data.total)
+            progress.report(self.stage, self.done, self.total)
+        elif name == "NodeFinished":
+            info = event.data.node_info
+            self.done += 1
+            self.nodes.append({"node": info.unique_id, "type": info.resource_type, "status": info.node_status,
+                               "started": info.node_started_at, "finished": info.node_finished_at})
+            progress.report(self.stage, self.done, self.total)
 
 
-def _wait_for_node_task_runs(before: set[threading.Thread], timeout: float = NODE_TASK_RUNS_TIMEOUT_S) -> None:
-    """Let every per-node task run finish reporting its state before the build flow returns.
-
-    PrefectDbtRunner reports each node's task run from a daemon thread (`Thread-N (run_task)`) that it
-    never joins; on a loaded machine dbt can finish before those threads do, and the flow then ends with
-    task runs missing in the UI, or the interpreter exits under them ("can't register atexit after
-    shutdown"). Waiting here, bounded, keeps every node's task run.
-    """
-    deadline = time.monotonic() + timeout
-    pending = [t for t in threading.enumerate() if t not in before and t.name.endswith("(run_task)")]
-    for thread in pending:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    if still := sum(t.is_alive() for t in pending):
-        logging.getLogger(__name__).warning("%d dbt node task run(s) still reporting after %.0f s", still, timeout)
-
-
-class _FailedInvocation:
-    """Stands in for a dbtRunnerResult when dbt raised before producing node results."""
-
-    def __init__(self, exception: BaseException):
-        self.success = False
-        self.result = None
-        self.exception = exception
-
-
-@contextmanager
-def _quiet_task_run_logs() -> Iterator[None]:
-    """Drop the ~230 "Task run 'model …' - Finished in state Completed()" lines of a build: each node's task
-    run shows its state in the UI, and failures still log at ERROR."""
-    task_runs = logging.getLogger("prefect.task_runs")
-    level = task_runs.level
-    task_runs.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        task_runs.setLevel(level)
+@task(name="dbt-build", cache_policy=NO_CACHE, task_run_name="dbt build {month:%Y-%m}")
+def dbt_build_month(settings: Settings, month: dt.date, full_refresh: bool) -> DbtRunResult:
+    """`dbt build` one month (models, seeds and data tests); the node results become an artifact."""
+    nodes = NodeProgress(f"build {month:%Y-%m}")
+    args = [*PRODUCTION_BUILD, *(["--full-refresh"] if full_refresh else [])]
+    started = time.perf_counter()
+    result = run_dbt(args, settings, as_of=month, callbacks=[nodes])
+    publish_dbt_node_results(month, nodes.nodes, result, time.perf_counter() - started)
+    return result
 
 
 @flow(name="build")
-def build_flow(warehouse: str, as_of: str, rules: str | None = None) -> DbtRunResult:
-    """Build staging → marts for every evaluated month up to `as_of`; raise DbtBuildError naming the failure."""
+def build_flow(warehouse: str, months: list[str], rules: str | None = None, full_refresh: bool = False,
+               inputs_loaded_at: dict[str, str | None] | None = None) -> BuildResult:
+    """Build the given months in order (the first with `--full-refresh` when asked); raise DbtBuildError
+    naming the first failing node. `inputs_loaded_at` (from the month plan) is recorded with each build."""
     logger = get_run_logger()
-    month = parse_as_of(as_of)
     settings = Settings.from_env(warehouse=warehouse, rules=rules)
     seeds = prepare_seeds_task(settings)
-    logger.info("rule seeds written: %s", ", ".join(seeds))
-    with _quiet_task_run_logs():
-        result = run_dbt(["build"], settings, as_of=month, invoke=prefect_invoke(settings))
-    if not result.success:
-        logger.error(result.error_message())
-        raise DbtBuildError(result.error_message())
-    logger.info("dbt build for %s: %d nodes succeeded", month, result.nodes_run)
-    return result
+    logger.debug("rule seeds written: %s", ", ".join(seeds))
+    rules_version = load_rules(settings.rules_path).version
+    outcome = BuildResult()
+    for index, text in enumerate(months):
+        month = parse_as_of(text)
+        started = time.perf_counter()
+        result = dbt_build_month(settings, month, full_refresh and index == 0)
+        if not result.success:
+            logger.error(result.error_message())
+            raise DbtBuildError(result.error_message())
+        loaded = (inputs_loaded_at or {}).get(text)
+        record_month_build(settings.working_db, month, dt.datetime.fromisoformat(loaded) if loaded else None,
+                           rules_version, settings.rules_path, full_refresh, dt.datetime.now())
+        outcome.months.append(month)
+        outcome.results[month] = result
+        outcome.seconds[month] = time.perf_counter() - started
+        logger.info("dbt build for %s: %d nodes succeeded in %.1f s", f"{month:%Y-%m}", result.nodes_run,
+                    outcome.seconds[month])
+    return outcome

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import flows  # noqa: F401  (sets the no-telemetry environment before anything else loads)
 from flows.months import complete_months, month_end, parse_as_of, parse_date
+from flows.progress import terminal_progress
 
 EXAMPLES = textwrap.dedent("""\
     examples:
@@ -79,7 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--as-of", required=True, type=_as_of_arg, help="the month's last day (or YYYY-MM)")
     run.add_argument("--warehouse", help=warehouse_help)
     run.add_argument("--rules", type=Path, help="rules file (default rules/tiering_rules.yml)")
-    run.add_argument("--force", action="store_true", help="replace loaded dates whose content changed")
+    run.add_argument("--force", action="store_true", help="replace loaded dates whose content changed "
+                     "(the next run restates every month from the first replaced date's month on)")
+    run.add_argument("--full-refresh", action="store_true",
+                     help="rebuild every evaluated month up to --as-of from raw (normally a run builds only the "
+                          "months whose batches changed)")
     run.add_argument("--publish-postgres", metavar="URL", help=POSTGRES_HELP)
 
     srv = add("serve", "register the daily-ingest (02:00) and monthly (06:00 on the 1st, Asia/Shanghai) "
@@ -151,10 +156,10 @@ def _ingest(args) -> int:
 
     _quiet_task_run_logs()
     settings = Settings.from_env(warehouse=args.warehouse)
-    report = ingest_flow(landing=str(args.landing), warehouse=str(settings.warehouse),
-                         date=args.date.isoformat() if args.date else None, force=args.force,
-                         wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds,
-                         progress_bar=sys.stderr.isatty())
+    with terminal_progress(sys.stderr.isatty()):
+        report = ingest_flow(landing=str(args.landing), warehouse=str(settings.warehouse),
+                             date=args.date.isoformat() if args.date else None, force=args.force,
+                             wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds)
     _print_ingest(report)
     return 0
 
@@ -172,12 +177,14 @@ def _print_ingest(report) -> None:
     _console().print(table)
 
 
-def _run_month(landing: Path, as_of: dt.date, warehouse: str | None, rules: Path | None, force: bool):
+def _run_month(landing: Path, as_of: dt.date, warehouse: str | None, rules: Path | None, force: bool,
+               full_refresh: bool = False):
     from flows.pipeline import tiering_run
 
     _quiet_task_run_logs()
-    return tiering_run(landing=str(landing), as_of=as_of.isoformat(), warehouse=warehouse,
-                       rules=str(rules) if rules else None, force=force)
+    with terminal_progress(sys.stderr.isatty()):
+        return tiering_run(landing=str(landing), as_of=as_of.isoformat(), warehouse=warehouse,
+                           rules=str(rules) if rules else None, force=force, full_refresh=full_refresh)
 
 
 def _use_postgres(url: str | None) -> None:
@@ -190,7 +197,7 @@ def _run(args) -> int:
     from flows.settings import Settings
 
     _use_postgres(args.publish_postgres)
-    _run_month(args.landing, args.as_of, args.warehouse, args.rules, args.force)
+    _run_month(args.landing, args.as_of, args.warehouse, args.rules, args.force, args.full_refresh)
     settings = Settings.from_env(warehouse=args.warehouse)
     print_tier_summary(settings.published_db, args.as_of)
     print(f"release report: {settings.reports_dir / f'{args.as_of:%Y-%m}' / 'index.html'}")

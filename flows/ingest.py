@@ -1,15 +1,15 @@
-"""Prefect flow `ingest`: landing batches → raw.* of the working database (logic in flows.lib.extracts)."""
+"""Prefect flow `ingest`: landing batches → the warehouse's raw zone (logic in flows.lib.extracts, flows.lib.raw_zone)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from flows import progress
 from flows.artifacts import publish_batch_load_summary
-from flows.lib.extracts import IngestError, IngestReport, ingest_batches, parse_date
+from flows.lib.extracts import BatchResult, IngestError, IngestReport, ingest_batches, parse_date
+from flows.settings import Settings
 
 __all__ = ["IngestError", "ingest_flow"]
 
@@ -23,32 +23,35 @@ def ingest_flow(
     force: bool = False,
     wait_seconds: float = 60,
     poll_seconds: float = 5,
-    progress_bar: bool = False,
 ) -> IngestReport:
-    """Load every complete batch of `landing` into `<warehouse>/tiering.duckdb`; fail if any did not load.
+    """Load every complete batch of `landing` into the warehouse's raw zone; fail if any did not load.
 
-    Good batches stay loaded even when another fails: each batch is its own transaction.
-    `progress_bar` draws a terminal progress bar over the batches (for `tiering ingest`).
+    Good batches stay loaded even when another fails: each batch is its own commit. Each loaded or failed
+    batch is logged as soon as it is done, and reported to the progress sink (batches done of N).
     """
     logger = get_run_logger()
     warehouse_dir = Path(warehouse)
     warehouse_dir.mkdir(parents=True, exist_ok=True)
-    with _batch_progress(progress_bar) as batches_done:
-        report = ingest_batches(
-            Path(landing),
-            warehouse_dir / "tiering.duckdb",
-            date=parse_date(date),
-            through=parse_date(through),
-            force=force,
-            wait_seconds=wait_seconds,
-            poll_seconds=poll_seconds,
-            progress=logger.debug,  # per-table timings; the batch summary below is the INFO line
-            batches_done=batches_done,
-        )
-    for batch in report.batches:
-        # Already-loaded batches are re-checked every day: one count line, not one line each.
-        log_batch = logger.error if batch.failed else logger.debug if batch.outcome == "unchanged" else logger.info
-        log_batch(batch.summary_line())
+    settings = Settings.from_env(warehouse=warehouse_dir)
+
+    def finished(batch: BatchResult) -> None:
+        # Already-loaded batches are re-checked every day: counted in one line at the end, not one each.
+        if batch.outcome != "unchanged":
+            (logger.error if batch.failed else logger.info)(batch.summary_line())
+
+    report = ingest_batches(
+        Path(landing),
+        settings.working_db,
+        date=parse_date(date),
+        through=parse_date(through),
+        force=force,
+        wait_seconds=wait_seconds,
+        poll_seconds=poll_seconds,
+        progress=logger.debug,  # per-table timings; the batch lines above are the INFO lines
+        batches_done=lambda done, total: progress.report("ingest batches", done, total),
+        batch_finished=finished,
+        duckdb_config=settings.duckdb_config(),
+    )
     unchanged = sum(b.outcome == "unchanged" for b in report.batches)
     if unchanged:
         logger.info("%d batch(es) already loaded with identical content", unchanged)
@@ -58,17 +61,3 @@ def ingest_flow(
     if report.failed:
         raise IngestError(report.failure_message())
     return report
-
-
-@contextmanager
-def _batch_progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("ingesting batches"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True) as bar:
-        task = bar.add_task("ingest", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-

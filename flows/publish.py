@@ -24,20 +24,30 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 @flow(name="publish")
-def publish_flow(warehouse: str, as_of: str, gate_run_id: str) -> Release:
-    """Publish month `as_of` if gate run `gate_run_id` passed for it.
+def publish_flow(warehouse: str, as_of: str, gate_run_id: str | None = None,
+                 gate_runs: dict[str, str] | None = None, months: list[str] | None = None) -> Release:
+    """Publish the gated months (default: `as_of` alone) as one release named by `as_of`.
 
-    Raises PublishRefused (no passing gate for the month) or PublishFailed (release not built), or
-    PostgresPublishFailed (the DuckDB release is out; PostgreSQL keeps its previous release).
+    `gate_runs` maps each month (YYYY-MM-DD) to its passing gate run (`gate_run_id` is that of `as_of`);
+    months the current release already holds are recorded as restated. Raises PublishRefused (no passing
+    gate for a month) or PublishFailed (release not built), or PostgresPublishFailed (the DuckDB release
+    is out; PostgreSQL keeps its previous release).
     """
     # The PostgreSQL URL comes from the environment only (TIERING_PUBLISH_POSTGRES), never from a
     # parameter: Prefect stores and shows flow parameters, and the URL may hold a password.
     settings = Settings.from_env(warehouse=warehouse)
-    release = publish_release(settings.working_db, settings.published_db, settings.exports_dir,
-                              parse_as_of(as_of), gate_run_id,
-                              restricted_db=restricted_db_path(settings.warehouse))
+    month = parse_as_of(as_of)
+    gated = {parse_as_of(m): run for m, run in (gate_runs or {}).items()}
+    if gate_run_id is not None:
+        gated.setdefault(month, gate_run_id)
+    to_publish = [parse_as_of(m) for m in months] if months else [month]
+    release = publish_release(settings.working_db, settings.published_db, to_publish, gated,
+                              as_of_month=month, restricted_db=restricted_db_path(settings.warehouse))
     log = _logger()
-    log.info("release %s published for %s: %s", release.release_id, f"{release.as_of_month:%Y-%m}",
+    restated_note = (f"; restated {', '.join(f'{m:%Y-%m}' for m in release.restated_months)}"
+                     if release.restated_months else "")
+    log.info("release %s published for %s (wrote %s%s): %s", release.release_id, f"{release.as_of_month:%Y-%m}",
+             ", ".join(f"{m:%Y-%m}" for m in release.months_published), restated_note,
              ", ".join(f"{t} {n} rows" for t, n in release.row_counts.items()))
     if release.restricted_db is None:
         log.info("no AML marts in the working database: no restricted AML release")

@@ -12,6 +12,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DEFAULT_RULES = PROJECT_ROOT / "rules" / "tiering_rules.yml"
 # DuckDB's own default is 80 % of RAM; a fixed bound keeps a 1 M-customer close within 6 GB (BENCHMARKS.md).
 DEFAULT_MEMORY_LIMIT = "4GB"
+# dbt nodes run in parallel in one process (DuckDB serves them from one database): tests overlap. Measured
+# in BENCHMARKS.md; more threads than cores only add contention.
+DEFAULT_DBT_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,8 @@ class Settings:
     TIERING_OK_WAIT_SECONDS / TIERING_OK_POLL_SECONDS (bounded wait for .ok files),
     TIERING_PUBLISH_POSTGRES (optional PostgreSQL URL the release is also published to),
     TIERING_DUCKDB_MEMORY_LIMIT / TIERING_DUCKDB_THREADS / TIERING_DUCKDB_TEMP_DIR (every DuckDB connection
-    of the pipeline: a month larger than the memory limit spills to the temp folder instead of failing).
+    of the pipeline: a month larger than the memory limit spills to the temp folder instead of failing),
+    TIERING_DBT_THREADS (dbt nodes run at once).
     """
 
     warehouse: Path
@@ -34,6 +38,7 @@ class Settings:
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     duckdb_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     duckdb_temp_dir: Path | None = None  # None: <warehouse>/tmp
+    dbt_threads: int = DEFAULT_DBT_THREADS
 
     @classmethod
     def from_env(cls, warehouse: str | Path | None = None, rules: str | Path | None = None) -> Settings:
@@ -49,6 +54,7 @@ class Settings:
             duckdb_threads=_positive_int(env, "TIERING_DUCKDB_THREADS", os.cpu_count() or 1),
             duckdb_temp_dir=Path(env["TIERING_DUCKDB_TEMP_DIR"]).resolve() if env.get("TIERING_DUCKDB_TEMP_DIR")
             else None,
+            dbt_threads=_positive_int(env, "TIERING_DBT_THREADS", DEFAULT_DBT_THREADS),
         )
 
     @property

@@ -19,6 +19,7 @@ from flows.rules import load_rules, write_seeds
 from flows.settings import Settings
 
 WORKING_DB_ENV = "TIERING_WORKING_DB"
+DBT_THREADS_ENV = "TIERING_DBT_THREADS"
 # Statuses of run results that mean a node did not do its job (dbt's RunStatus/TestStatus values).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 
@@ -80,17 +81,17 @@ def dbt_args(args: list[str], settings: Settings, as_of: date | None = None) -> 
 
 
 def run_dbt(args: list[str], settings: Settings, as_of: date | None = None,
-            invoke: Invoke | None = None) -> DbtRunResult:
+            invoke: Invoke | None = None, callbacks: list[Callable[[Any], None]] | None = None) -> DbtRunResult:
     """Run one dbt command against the settings' working database and collect its failed nodes.
 
-    `invoke` defaults to dbt's programmatic dbtRunner; the build flow passes PrefectDbtRunner.invoke.
+    `invoke` defaults to dbt's programmatic dbtRunner (with `callbacks` for its events, e.g. progress).
     """
     full = dbt_args(args, settings, as_of)
     if invoke is None:
         from dbt.cli.main import dbtRunner
 
-        invoke = dbtRunner().invoke
-    with _working_db_env(settings.working_db):
+        invoke = dbtRunner(callbacks=callbacks or []).invoke
+    with _working_db_env(settings):
         try:
             res = invoke(full)
         except Exception as exc:  # any dbt crash becomes a reported failure, like a failed node
@@ -127,14 +128,18 @@ def one_line(text: str) -> str:
 
 
 @contextmanager
-def _working_db_env(path: Path) -> Iterator[None]:
-    # profiles.yml reads the working database path from the environment of this process.
-    previous = os.environ.get(WORKING_DB_ENV)
-    os.environ[WORKING_DB_ENV] = str(path)
+def _working_db_env(settings: Settings) -> Iterator[None]:
+    # profiles.yml reads the working database path and DuckDB's limits from the environment of this process.
+    values = {WORKING_DB_ENV: str(settings.working_db), DBT_THREADS_ENV: str(settings.dbt_threads),
+              **settings.duckdb_env()}
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    settings.temp_dir.mkdir(parents=True, exist_ok=True)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(WORKING_DB_ENV, None)
-        else:
-            os.environ[WORKING_DB_ENV] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

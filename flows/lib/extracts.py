@@ -911,10 +911,12 @@ def _ingest_one(
             controls[table] = parse_control_file(
                 folder / control_file_name(table, batch_date), data_file_name(table, batch_date)
             )
-        if before and not force and _same_as_loaded(folder, controls, before):
+        # An identical re-delivery is never reloaded, with or without --force: replacing a batch restates
+        # every month from its month on (flows.lib.month_plan), so only a changed batch may do that.
+        if before and _same_as_loaded(folder, controls, before):
             return _unchanged(con, batch_date, before)
         files = {t: read_data_file(folder / controls[t].file_name, controls[t]) for t in TABLES}
-        if before and not force:
+        if before:
             changed = [
                 f"{f.control.file_name} md5 {before[t][5]} loaded, {f.md5} now"
                 for t, f in files.items()
@@ -922,6 +924,7 @@ def _ingest_one(
             ]
             if not changed:
                 return _unchanged(con, batch_date, before)
+        if before and not force:
             raise _BatchFailure(
                 "refused",
                 f"batch {tag} is already loaded with different content ("

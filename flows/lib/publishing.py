@@ -1,29 +1,34 @@
-"""Write-audit-publish of a release: build `published.duckdb.tmp`, verify it, `os.replace` it into place.
+"""Write-audit-publish of a release: month partitions in Parquet, a catalog of views swapped atomically.
 
-Readers holding the old `published.duckdb` keep a consistent old release (the old inode stays alive);
-new readers get the new one; the pipeline never waits for a reader. Any failure leaves the current
-`published.duckdb` and the exports untouched.
+A release is a folder of immutable Parquet files, one per published table and month:
 
-The AML marts (`aml_customer_risk`, `aml_trigger_transactions`) are confidential: they are never copied
-to `published.duckdb`. The same publish step writes them to `<warehouse>/restricted/aml.duckdb` (directory
-mode 0700, file mode 0600) with its own `release_log` row carrying the same release_id. Order:
+    <warehouse>/releases/<release_id>/<table>/as_of_month=<YYYY-MM-DD>/data.parquet
 
-1. build `published.duckdb.tmp` and `restricted/aml.duckdb.tmp`, verify both, write the Parquet `.tmp`s;
-   a failure in any of these removes every tmp file and leaves both releases byte for byte;
-2. `os.replace` the restricted file, then 3. `os.replace` the main file, then the Parquet copies.
+A run writes only the months it built (the new month, or every month a restatement rebuilt); every other
+month of the previous release is hard-linked into the new folder, so publication costs the months written,
+not the months held, and the previous release's files stay exactly as they were (DECISIONLOG P1).
+Consumers see a release through:
 
-Between 2 and 3 (two renames in the same warehouse, microseconds) a reader can see the new AML release
-next to the old main one; if step 3 itself failed (e.g. the warehouse directory turned read-only), the
-restricted release would stay one release ahead until the next publication — its release_log row then
-names a release_id that the main release_log lacks, which is detectable. The AML file goes first so that
-a published release never exists without its AML counterpart. A working database without the AML marts
-(builds before issue 3) publishes the main release only and leaves any restricted file as it was.
+- `published.duckdb`: one view per table over the release's files, `release_log` (every release) and
+  `release_months` (which release and gate run wrote each month). It is built as `published.duckdb.tmp`,
+  verified, then `os.replace`d into place: readers holding the old file keep the old release (whose files
+  are kept until the release after next), new readers get the new one, nobody waits;
+- `exports`: a relative symlink to the current release folder, replaced atomically (Spark, pandas, BI:
+  `exports/<table>/` is a Hive-partitioned Parquet dataset of the current release).
+
+The AML marts are confidential: never in `published.duckdb` or `releases/`. The same step writes them to
+`<warehouse>/restricted/releases/<release_id>/…` (folders 0700, files 0600) with their own catalog
+`restricted/aml.duckdb`, carrying the same release_id. Order: build and verify both releases, replace the
+restricted catalog, then the main one, then the `exports` link. Any failure before the replacements removes
+what was written and leaves both releases byte for byte; the restricted catalog goes first so that a
+published release never exists without its AML counterpart.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -35,19 +40,26 @@ from flows.months import SHANGHAI
 
 log = logging.getLogger(__name__)
 
-# The published tables, copied whole from the working database's marts (every evaluated month).
+# The published tables, and the order their rows are written in (stable files, fast lookups by customer).
 PUBLISHED_TABLES = ("customer_segment", "customer_tier", "tier_summary", "tier_migration")
 # Confidential marts: never in published.duckdb, only in the restricted AML release.
 AML_TABLES = ("aml_customer_risk", "aml_trigger_transactions")
+ROW_ORDER = {
+    "customer_segment": "cust_id",
+    "customer_tier": "cust_id, rule_set",
+    "tier_summary": "rule_set, tier_rank DESC, tier",
+    "tier_migration": "rule_set, from_tier NULLS FIRST, to_tier",
+    "aml_customer_risk": "cust_id",
+    "aml_trigger_transactions": "cust_id, trigger, txn_id",
+}
+RELEASES_DIR = "releases"
+EXPORTS_LINK = "exports"
+DATA_FILE = "data.parquet"
 RESTRICTED_DIR = "restricted"
 RESTRICTED_DB = "aml.duckdb"
 RESTRICTED_DIR_MODE = 0o700
 RESTRICTED_FILE_MODE = 0o600
-AML_RELEASE_LOG_DDL = """
-CREATE TABLE main.release_log (
-    release_id VARCHAR, as_of_month DATE, published_at TIMESTAMP, rules_version VARCHAR,
-    gate_run_id VARCHAR, aml_customer_risk_rows BIGINT, aml_trigger_transactions_rows BIGINT)
-"""
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
 # Personal data never leaves the pipeline unmasked: a release with one of these columns is refused.
 FORBIDDEN_COLUMNS = ("cust_name", "cert_no", "mobile")
 RELEASE_LOG_DDL = """
@@ -55,16 +67,27 @@ CREATE TABLE main.release_log (
     release_id VARCHAR, as_of_month DATE, published_at TIMESTAMP, rules_version VARCHAR,
     rule_set VARCHAR, rule_set_version VARCHAR, gate_run_id VARCHAR,
     customer_segment_rows BIGINT, customer_tier_rows BIGINT, tier_summary_rows BIGINT,
-    tier_migration_rows BIGINT)
+    tier_migration_rows BIGINT, months_published VARCHAR, restated_months VARCHAR)
+"""
+AML_RELEASE_LOG_DDL = """
+CREATE TABLE main.release_log (
+    release_id VARCHAR, as_of_month DATE, published_at TIMESTAMP, rules_version VARCHAR,
+    gate_run_id VARCHAR, aml_customer_risk_rows BIGINT, aml_trigger_transactions_rows BIGINT,
+    months_published VARCHAR, restated_months VARCHAR)
+"""
+RELEASE_MONTHS_DDL = """
+CREATE TABLE main.release_months (
+    table_name VARCHAR, as_of_month DATE, release_id VARCHAR, gate_run_id VARCHAR, published_at TIMESTAMP,
+    rows BIGINT, file VARCHAR)
 """
 
 
 class PublishRefused(RuntimeError):
-    """The gate run does not allow this publication (missing, other month, or failed)."""
+    """The gate runs do not allow this publication (missing, other month, or failed)."""
 
 
 class PublishFailed(RuntimeError):
-    """Building or verifying the release failed; the published database was left as it was."""
+    """Building or verifying the release failed; the published release was left as it was."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,9 @@ class Release:
     rule_set_version: str
     row_counts: dict[str, int]
     published_db: Path
+    months_published: list[date] = field(default_factory=list)
+    restated_months: list[date] = field(default_factory=list)
+    release_dir: Path | None = None
     exports: dict[str, Path] = field(default_factory=dict)
     # The restricted AML release (None when the working database has no AML marts).
     restricted_db: Path | None = None
@@ -92,26 +118,75 @@ def restricted_db_path(warehouse: Path) -> Path:
 
 
 def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
+    return "'" + str(path).replace("'", "''") + "'"
 
 
-def check_gate_run(working_db: Path, gate_run_id: str, as_of_month: date) -> None:
-    """Refuse unless gate.run has `gate_run_id`, for the same month, and it succeeded."""
+def _month_text(months: list[date]) -> str:
+    return ",".join(f"{m:%Y-%m-%d}" for m in months)
+
+
+def check_gate_runs(working_db: Path, gate_runs: dict[date, str]) -> None:
+    """Refuse unless every month's gate run is in gate.run, for that month, and succeeded."""
     con = duckdb.connect(str(working_db), read_only=True)
     try:
         exists = con.execute("SELECT count(*) FROM information_schema.tables "
                              "WHERE table_schema = 'gate' AND table_name = 'run'").fetchone()[0]
-        row = con.execute("SELECT as_of_month, success FROM gate.run WHERE gate_run_id = ?",
-                          [gate_run_id]).fetchone() if exists else None
+        rows = {}
+        for month, gate_run_id in gate_runs.items():
+            rows[month] = con.execute("SELECT as_of_month, success FROM gate.run WHERE gate_run_id = ?",
+                                      [gate_run_id]).fetchone() if exists else None
     finally:
         con.close()
-    if row is None:
-        raise PublishRefused(f"gate run {gate_run_id} not found in gate.run: run the gate first")
-    gated_month, success = row
-    if (gated_month.year, gated_month.month) != (as_of_month.year, as_of_month.month):
-        raise PublishRefused(f"gate run {gate_run_id} validated {gated_month:%Y-%m}, not {as_of_month:%Y-%m}")
-    if not success:
-        raise PublishRefused(f"gate run {gate_run_id} for {as_of_month:%Y-%m} failed: nothing is published")
+    for month, gate_run_id in gate_runs.items():
+        row = rows[month]
+        if row is None:
+            raise PublishRefused(f"gate run {gate_run_id} not found in gate.run: run the gate first")
+        gated_month, success = row
+        if (gated_month.year, gated_month.month) != (month.year, month.month):
+            raise PublishRefused(f"gate run {gate_run_id} validated {gated_month:%Y-%m}, not {month:%Y-%m}")
+        if not success:
+            raise PublishRefused(f"gate run {gate_run_id} for {month:%Y-%m} failed: nothing is published")
+
+
+def check_gate_run(working_db: Path, gate_run_id: str, as_of_month: date) -> None:
+    """Refuse unless gate.run has `gate_run_id`, for the same month, and it succeeded."""
+    check_gate_runs(working_db, {as_of_month: gate_run_id})
+
+
+# ------------------------------------------------------------------------------------------ previous release
+
+
+@dataclass
+class _Previous:
+    """What the current catalog says: its months per table (→ file), release log and month manifest."""
+
+    files: dict[str, dict[date, Path]] = field(default_factory=dict)
+    manifest: list[tuple] = field(default_factory=list)
+    release_ids: set[str] = field(default_factory=set)
+
+
+def _read_previous(catalog: Path, warehouse: Path) -> _Previous:
+    previous = _Previous()
+    if not catalog.exists():
+        return previous
+    con = duckdb.connect(str(catalog), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        if "release_months" not in tables:
+            if tables & {*PUBLISHED_TABLES, *AML_TABLES}:
+                raise PublishFailed(f"{catalog} is a release of the old single-file layout: publish into a new "
+                                    "warehouse folder (this version keeps releases as month partitions)")
+            return previous
+        previous.manifest = con.execute("SELECT * FROM main.release_months").fetchall()
+        previous.release_ids = {r[0] for r in con.execute("SELECT release_id FROM main.release_log").fetchall()}
+    finally:
+        con.close()
+    for table, month, _release, _gate, _at, _rows, file in previous.manifest:
+        previous.files.setdefault(table, {})[month] = Path(warehouse) / file
+    return previous
+
+
+# ------------------------------------------------------------------------------------------ building
 
 
 def _release_meta(con: duckdb.DuckDBPyConnection, as_of_month: date) -> tuple[str, str, str]:
@@ -125,81 +200,137 @@ def _release_meta(con: duckdb.DuckDBPyConnection, as_of_month: date) -> tuple[st
     return rows[0]
 
 
-def _copy_marts(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, int]:
-    """Copy `tables` whole from the attached working marts into the release; return their row counts."""
-    counts: dict[str, int] = {}
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = 'working' AND schema_name = 'main_marts' "
+        "AND table_name = ? ORDER BY column_index", [table]).fetchall()]
+
+
+@dataclass
+class _Written:
+    """A release folder being built: files per table and month, the rows written, what to undo."""
+
+    folder: Path
+    files: dict[str, dict[date, Path]] = field(default_factory=dict)
+    rows_written: dict[tuple[str, date], int] = field(default_factory=dict)
+
+
+def _write_release_folder(con: duckdb.DuckDBPyConnection, tmp_folder: Path, final_folder: Path,
+                          tables: tuple[str, ...], months: list[date], previous: _Previous,
+                          file_mode: int | None = None) -> _Written:
+    """Write the built months of `tables` from the attached working marts; hard-link every other month of
+    the previous release (its files are immutable)."""
+    written = _Written(final_folder)
     for table in tables:
-        con.execute(f"CREATE TABLE main.{table} AS SELECT * FROM working.main_marts.{table}")
-        counts[table] = con.execute(f"SELECT count(*) FROM working.main_marts.{table}").fetchone()[0]
-    return counts
+        columns = [c for c in _columns(con, table) if c != "as_of_month"]
+        if not columns:
+            raise PublishFailed(f"working marts have no table {table}: the release would be incomplete")
+        carried = {m: f for m, f in previous.files.get(table, {}).items() if m not in months}
+        for month in sorted({*carried, *months}):
+            part = Path(table) / f"as_of_month={month.isoformat()}" / DATA_FILE
+            target = tmp_folder / part
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if month in carried:
+                try:
+                    os.link(carried[month], target)
+                except OSError:  # a filesystem without hard links: copy (costs the bytes, same result)
+                    shutil.copy2(carried[month], target)
+            else:
+                count = con.execute(
+                    f"COPY (SELECT {', '.join(columns)} FROM working.main_marts.{table} "
+                    f"WHERE as_of_month = DATE '{month.isoformat()}' ORDER BY {ROW_ORDER[table]}) "
+                    f"TO {_sql_path(target)} ({PARQUET_OPTIONS})").fetchone()[0]
+                written.rows_written[(table, month)] = int(count)
+                if file_mode is not None:
+                    os.chmod(target, file_mode)
+            written.files.setdefault(table, {})[month] = final_folder / part
+    return written
 
 
-def _carry_release_log(con: duckdb.DuckDBPyConnection, previous: Path) -> None:
-    """Append the release log of the `previous` release file (if it has one) to the new release's log."""
-    if not previous.exists():
-        return
-    con.execute(f"ATTACH '{_sql_path(previous)}' AS previous (READ_ONLY)")
-    has_log = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous' "
-                          "AND schema_name = 'main' AND table_name = 'release_log'").fetchone()[0]
-    if has_log:
-        con.execute("INSERT INTO main.release_log BY NAME SELECT * FROM previous.main.release_log")
-    con.execute("DETACH previous")
-
-
-def _build(tmp: Path, working_db: Path, previous: Path, as_of_month: date, gate_run_id: str,
-           release_id: str, published_at: datetime) -> tuple[dict[str, int], tuple[str, str, str]]:
-    """Create the release database at `tmp`: the marts, the release log (previous rows + this one)."""
+def _build_catalog(tmp: Path, written: _Written, tables: tuple[str, ...], log_ddl: str, log_row: list,
+                   previous_catalog: Path, manifest_rows: list[tuple]) -> dict[str, int]:
+    """Create the catalog at `tmp`: one view per table over its files, release_log, release_months."""
+    counts: dict[str, int] = {}
     con = duckdb.connect(str(tmp))
     try:
         con.execute("SET enable_progress_bar = false")
-        con.execute(f"ATTACH '{_sql_path(working_db)}' AS working (READ_ONLY)")
-        latest = con.execute("SELECT max(as_of_month) FROM working.main_marts.customer_segment").fetchone()[0]
-        if latest != as_of_month:
-            # The marts moved on (or back) since the gate: publishing them would ship ungated rows.
-            raise PublishFailed(f"working marts end at {latest}, not at the gated month {as_of_month}")
-        counts = _copy_marts(con, PUBLISHED_TABLES)
-        meta = _release_meta(con, as_of_month)
-        con.execute(RELEASE_LOG_DDL)
-        _carry_release_log(con, previous)
-        con.execute("INSERT INTO main.release_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [release_id, as_of_month, published_at, *meta, gate_run_id,
-                     *(counts[t] for t in PUBLISHED_TABLES)])
-        con.execute("DETACH working")
+        for table in tables:
+            paths = ", ".join(_sql_path(p) for _, p in sorted(written.files[table].items()))
+            source = (f"read_parquet([{paths}], hive_partitioning = true, "
+                      "hive_types = {'as_of_month': DATE})")
+            # as_of_month first, as in the marts (read_parquet puts the partition column last).
+            columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+            ordered = ["as_of_month", *[c for c in columns if c != "as_of_month"]]
+            con.execute(f"CREATE VIEW main.{table} AS SELECT {', '.join(ordered)} FROM {source}")
+            counts[table] = con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
+        con.execute(log_ddl)
+        if previous_catalog.exists():
+            con.execute(f"ATTACH {_sql_path(previous_catalog)} AS previous (READ_ONLY)")
+            con.execute("INSERT INTO main.release_log BY NAME SELECT * FROM previous.main.release_log")
+            con.execute("DETACH previous")
+        placeholders = ", ".join(["?"] * len(log_row))
+        con.execute(f"INSERT INTO main.release_log VALUES ({placeholders})", log_row)
+        con.execute(RELEASE_MONTHS_DDL)
+        con.executemany("INSERT INTO main.release_months VALUES (?, ?, ?, ?, ?, ?, ?)", manifest_rows)
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    return counts, meta
+    return counts
 
 
-def _check_release_file(con, counts: dict[str, int], release_id: str, what: str) -> None:
-    """The checks every built release file passes: row counts, no personal-data columns, logged once."""
-    for table, expected in counts.items():
-        found = con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
-        if found != expected:
-            raise PublishFailed(f"{table}: {found} rows in the {what}, {expected} in the working marts")
-    leaked = con.execute(
-        "SELECT table_name || '.' || column_name FROM information_schema.columns "
-        f"WHERE lower(column_name) IN ({', '.join(repr(c) for c in FORBIDDEN_COLUMNS)})").fetchall()
-    if leaked:
-        raise PublishFailed(f"unmasked personal data in the {what}: {', '.join(r[0] for r in leaked)}")
-    logged = con.execute("SELECT count(*) FROM main.release_log WHERE release_id = ?", [release_id]).fetchone()[0]
-    if logged != 1:
-        raise PublishFailed(f"{what} release_log has {logged} rows for release {release_id}, expected 1")
-
-
-def _verify(tmp: Path, counts: dict[str, int], release_id: str) -> None:
-    """Audit the built file on its own: row counts, no personal-data columns, this release logged once."""
+def _check_catalog(tmp: Path, counts: dict[str, int], release_id: str, what: str,
+                   confidential: tuple[str, ...] = ()) -> None:
+    """Audit a built catalog on its own: row counts through its views, no personal-data column, this
+    release logged once, and (for the general release) no confidential table."""
     con = duckdb.connect(str(tmp), read_only=True)
     try:
-        _check_release_file(con, counts, release_id, "release")
-        confidential = con.execute(
-            "SELECT table_name FROM information_schema.tables "
-            f"WHERE lower(table_name) IN ({', '.join(repr(t) for t in AML_TABLES)})").fetchall()
+        for table, expected in counts.items():
+            found = con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
+            if found != expected:
+                raise PublishFailed(f"{table}: {found} rows in the {what}, {expected} expected")
+        leaked = con.execute(
+            "SELECT table_name || '.' || column_name FROM information_schema.columns "
+            f"WHERE lower(column_name) IN ({', '.join(repr(c) for c in FORBIDDEN_COLUMNS)})").fetchall()
+        if leaked:
+            raise PublishFailed(f"unmasked personal data in the {what}: {', '.join(r[0] for r in leaked)}")
+        logged = con.execute("SELECT count(*) FROM main.release_log WHERE release_id = ?",
+                             [release_id]).fetchone()[0]
+        if logged != 1:
+            raise PublishFailed(f"{what} release_log has {logged} rows for release {release_id}, expected 1")
         if confidential:
-            raise PublishFailed(f"confidential AML tables in the general release: "
-                                f"{', '.join(r[0] for r in confidential)}")
+            found_confidential = con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                f"WHERE lower(table_name) IN ({', '.join(repr(t) for t in confidential)})").fetchall()
+            if found_confidential:
+                raise PublishFailed(f"confidential AML tables in the general release: "
+                                    f"{', '.join(r[0] for r in found_confidential)}")
     finally:
         con.close()
+
+
+def _expected_counts(previous: _Previous, written: _Written, tables: tuple[str, ...],
+                     months: list[date]) -> dict[str, int]:
+    """Rows each view must show: the previous release's rows of the carried months plus the rows written."""
+    carried_rows = {(t, m): rows for t, m, _r, _g, _a, rows, _f in previous.manifest}
+    return {table: sum(written.rows_written[(table, m)] if m in months else carried_rows[(table, m)]
+                       for m in written.files[table]) for table in tables}
+
+
+def _manifest(previous: _Previous, written: _Written, tables: tuple[str, ...], months: list[date],
+              release_id: str, gate_runs: dict[date, str], published_at: datetime,
+              warehouse: Path) -> list[tuple]:
+    old = {(t, m): (r, g, a, rows) for t, m, r, g, a, rows, _f in previous.manifest}
+    rows = []
+    for table in tables:
+        for month, path in sorted(written.files[table].items()):
+            file = str(path.relative_to(warehouse))
+            if month in months:
+                rows.append((table, month, release_id, gate_runs[month], published_at,
+                             written.rows_written[(table, month)], file))
+            else:
+                writer, gate, at, count = old[(table, month)]
+                rows.append((table, month, writer, gate, at, count, file))
+    return rows
 
 
 def _aml_tables_present(working_db: Path) -> bool:
@@ -224,115 +355,165 @@ def _prepare_restricted_dir(directory: Path) -> None:
     os.chmod(directory, RESTRICTED_DIR_MODE)
 
 
-def _build_restricted(tmp: Path, working_db: Path, previous: Path, as_of_month: date, gate_run_id: str,
-                      release_id: str, published_at: datetime, rules_version: str) -> dict[str, int]:
-    """Create the AML release at `tmp` (mode 0600): the AML marts and its release log."""
-    con = duckdb.connect(str(tmp))
-    try:
-        os.chmod(tmp, RESTRICTED_FILE_MODE)
-        con.execute("SET enable_progress_bar = false")
-        con.execute(f"ATTACH '{_sql_path(working_db)}' AS working (READ_ONLY)")
-        counts = _copy_marts(con, AML_TABLES)
-        con.execute(AML_RELEASE_LOG_DDL)
-        _carry_release_log(con, previous)
-        con.execute("INSERT INTO main.release_log VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [release_id, as_of_month, published_at, rules_version, gate_run_id,
-                     *(counts[t] for t in AML_TABLES)])
-        con.execute("DETACH working")
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    return counts
-
-
-def _verify_restricted(tmp: Path, counts: dict[str, int], release_id: str) -> None:
-    """Audit the AML file: row counts, no unmasked personal data, this release logged once, mode 0600."""
-    con = duckdb.connect(str(tmp), read_only=True)
-    try:
-        _check_release_file(con, counts, release_id, "AML release")
-    finally:
-        con.close()
-    os.chmod(tmp, RESTRICTED_FILE_MODE)
-    if tmp.stat().st_mode & 0o777 != RESTRICTED_FILE_MODE:
-        raise PublishFailed(f"{tmp} is not mode {RESTRICTED_FILE_MODE:o}")
-
-
-def _export(tmp: Path, exports_dir: Path) -> dict[str, Path]:
-    """Parquet copies of the release's tables, written as `<table>.parquet.tmp` (replaced later)."""
-    exports_dir.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    con = duckdb.connect(str(tmp), read_only=True)
-    try:
-        for table in PUBLISHED_TABLES:
-            target = exports_dir / f"{table}.parquet.tmp"
-            con.execute(f"COPY main.{table} TO '{_sql_path(target)}' (FORMAT parquet)")
-            written[table] = target
-    finally:
-        con.close()
-    return written
+def _restrict_tree(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, RESTRICTED_DIR_MODE if path.is_dir() else RESTRICTED_FILE_MODE)
 
 
 def _remove(*paths: Path) -> None:
     for path in paths:
-        path.unlink(missing_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
-def publish_release(working_db: Path, published_db: Path, exports_dir: Path, as_of_month: date,
-                    gate_run_id: str, restricted_db: Path | None = None) -> Release:
-    """Publish the working marts as a new release if gate run `gate_run_id` passed for `as_of_month`.
+def _swap_exports_link(warehouse: Path, release_id: str) -> Path:
+    """Point `<warehouse>/exports` at the release folder (relative, so a moved warehouse keeps it)."""
+    link = warehouse / EXPORTS_LINK
+    tmp = warehouse / f".{EXPORTS_LINK}.tmp"
+    _remove(tmp)
+    os.symlink(Path(RELEASES_DIR) / release_id, tmp)
+    if link.exists() and not link.is_symlink():
+        shutil.rmtree(link)  # the single-file exports of an older version
+    os.replace(tmp, link)
+    return link
 
-    The AML marts, when the working database has them, go to `restricted_db` (default
-    `<published_db's directory>/restricted/aml.duckdb`) in the same step: both files or neither.
+
+def remove_old_releases(releases_dir: Path, keep: set[str]) -> list[Path]:
+    """Delete release folders other than `keep` (the current and the previous release): readers that opened
+    the previous catalog still find its files; older ones have had a whole release to finish."""
+    removed = []
+    if not releases_dir.is_dir():
+        return removed
+    for folder in releases_dir.iterdir():
+        if folder.is_dir() and folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _current_and_previous(catalog: Path) -> set[str]:
+    """Release ids the catalog's views and the release before it refer to."""
+    if not catalog.exists():
+        return set()
+    con = duckdb.connect(str(catalog), read_only=True)
+    try:
+        rows = con.execute("SELECT release_id FROM main.release_log ORDER BY published_at DESC LIMIT 2").fetchall()
+    finally:
+        con.close()
+    return {r[0] for r in rows}
+
+
+def publish_release(working_db: Path, published_db: Path, months: list[date], gate_runs: dict[date, str],
+                    as_of_month: date | None = None, restricted_db: Path | None = None) -> Release:
+    """Publish the working marts' `months` as a new release, if each month's gate run passed.
+
+    `as_of_month` (default: the last of `months`) names the release; the months among `months` that the
+    current release already holds are recorded as restated. The AML marts, when the working database has
+    them, go to `restricted_db` (default `<warehouse>/restricted/aml.duckdb`) in the same step: both or neither.
     """
-    working_db, published_db, exports_dir = Path(working_db), Path(published_db), Path(exports_dir)
-    restricted_db = Path(restricted_db) if restricted_db else restricted_db_path(published_db.parent)
-    check_gate_run(working_db, gate_run_id, as_of_month)
-    tmp = published_db.with_name(published_db.name + ".tmp")
-    restricted_tmp = restricted_db.with_name(restricted_db.name + ".tmp")
-    tmp_files = [tmp, tmp.with_name(tmp.name + ".wal")]
-    restricted_tmp_files = [restricted_tmp, restricted_tmp.with_name(restricted_tmp.name + ".wal")]
-    _remove(*tmp_files, *restricted_tmp_files)  # leftovers of an interrupted run
+    working_db, published_db = Path(working_db), Path(published_db)
+    warehouse = published_db.parent.resolve()
+    months = sorted(set(months))
+    if not months:
+        raise PublishRefused("no month to publish")
+    as_of_month = as_of_month or months[-1]
+    restricted_db = Path(restricted_db) if restricted_db else restricted_db_path(warehouse)
+    check_gate_runs(working_db, {m: gate_runs.get(m, "") for m in months})
     release_id = str(uuid.uuid4())
     published_at = datetime.now(SHANGHAI).replace(tzinfo=None)
-    exports: dict[str, Path] = {}
+    releases_dir = warehouse / RELEASES_DIR
+    restricted_releases = restricted_db.parent / RELEASES_DIR
+    tmp_folder = releases_dir / f".tmp-{release_id}"
+    restricted_tmp_folder = restricted_releases / f".tmp-{release_id}"
+    catalog_tmp = published_db.with_name(published_db.name + ".tmp")
+    restricted_catalog_tmp = restricted_db.with_name(restricted_db.name + ".tmp")
+    leftovers = [catalog_tmp, catalog_tmp.with_name(catalog_tmp.name + ".wal"), restricted_catalog_tmp,
+                 restricted_catalog_tmp.with_name(restricted_catalog_tmp.name + ".wal")]
+    _remove(*leftovers, *releases_dir.glob(".tmp-*"), *restricted_releases.glob(".tmp-*"))
     aml_counts: dict[str, int] = {}
+    moved: list[Path] = []
     try:
         with_aml = _aml_tables_present(working_db)
-        counts, meta = _build(tmp, working_db, published_db, as_of_month, gate_run_id, release_id,
-                              published_at)
-        _verify(tmp, counts, release_id)
+        previous = _read_previous(published_db, warehouse)
+        restated = sorted(set(previous.files.get("customer_segment", {})) & set(months))
+        con = duckdb.connect()
+        try:
+            con.execute("SET enable_progress_bar = false")
+            con.execute(f"ATTACH {_sql_path(working_db)} AS working (READ_ONLY)")
+            for month in months:
+                if not con.execute("SELECT count(*) FROM working.main_marts.customer_segment "
+                                   "WHERE as_of_month = ?", [month]).fetchone()[0]:
+                    raise PublishFailed(f"working marts hold no customer_segment rows for {month:%Y-%m}")
+            meta = _release_meta(con, as_of_month)
+            written = _write_release_folder(con, tmp_folder, releases_dir / release_id, PUBLISHED_TABLES,
+                                            months, previous)
+            if with_aml:
+                _prepare_restricted_dir(restricted_db.parent)
+                restricted_releases.mkdir(mode=RESTRICTED_DIR_MODE, exist_ok=True)
+                previous_aml = _read_previous(restricted_db, warehouse)
+                written_aml = _write_release_folder(con, restricted_tmp_folder,
+                                                    restricted_releases / release_id, AML_TABLES, months,
+                                                    previous_aml, file_mode=RESTRICTED_FILE_MODE)
+        finally:
+            con.close()
+        gate_run_id = gate_runs[as_of_month] if as_of_month in gate_runs else gate_runs[months[-1]]
+        expected = _expected_counts(previous, written, PUBLISHED_TABLES, months)
+        # The folder gets its final name before the catalog that names it is built.
+        os.replace(tmp_folder, releases_dir / release_id)
+        moved.append(releases_dir / release_id)
+        counts = _build_catalog(
+            catalog_tmp, written, PUBLISHED_TABLES, RELEASE_LOG_DDL,
+            [release_id, as_of_month, published_at, *meta, gate_run_id, *(expected[t] for t in PUBLISHED_TABLES),
+             _month_text(months), _month_text(restated) or None],
+            published_db, _manifest(previous, written, PUBLISHED_TABLES, months, release_id, gate_runs,
+                                    published_at, warehouse))
+        if counts != expected:
+            raise PublishFailed(f"release views show {counts}, expected {expected}")
+        _check_catalog(catalog_tmp, counts, release_id, "release", confidential=AML_TABLES)
         if with_aml:
-            _prepare_restricted_dir(restricted_db.parent)
-            aml_counts = _build_restricted(restricted_tmp, working_db, restricted_db, as_of_month, gate_run_id,
-                                           release_id, published_at, meta[0])
-            _verify_restricted(restricted_tmp, aml_counts, release_id)
+            aml_expected = _expected_counts(previous_aml, written_aml, AML_TABLES, months)
+            os.replace(restricted_tmp_folder, restricted_releases / release_id)
+            moved.append(restricted_releases / release_id)
+            _restrict_tree(restricted_releases / release_id)
+            aml_counts = _build_catalog(
+                restricted_catalog_tmp, written_aml, AML_TABLES, AML_RELEASE_LOG_DDL,
+                [release_id, as_of_month, published_at, meta[0], gate_run_id,
+                 *(aml_expected[t] for t in AML_TABLES), _month_text(months), _month_text(restated) or None],
+                restricted_db, _manifest(previous_aml, written_aml, AML_TABLES, months, release_id, gate_runs,
+                                         published_at, warehouse))
+            os.chmod(restricted_catalog_tmp, RESTRICTED_FILE_MODE)
+            if aml_counts != aml_expected:
+                raise PublishFailed(f"AML release views show {aml_counts}, expected {aml_expected}")
+            _check_catalog(restricted_catalog_tmp, aml_counts, release_id, "AML release")
         else:
             log.info("no AML marts (%s) in %s: restricted AML release skipped, %s left as it was",
                      ", ".join(AML_TABLES), working_db.name, restricted_db)
-        exports = _export(tmp, exports_dir)
-        for leftover in (tmp_files[1], restricted_tmp_files[1]):
+        for leftover in (leftovers[1], leftovers[3]):
             if leftover.exists():
                 raise PublishFailed(f"{leftover} left behind: the release was not checkpointed")
-        # Both files are built and verified: restricted first, then main (see the module docstring).
+        # Everything is built and verified: restricted first, then main, then the exports link.
         if with_aml:
-            os.replace(restricted_tmp, restricted_db)
-        os.replace(tmp, published_db)
+            os.replace(restricted_catalog_tmp, restricted_db)
+        os.replace(catalog_tmp, published_db)
     except Exception as exc:
-        _remove(*tmp_files, *restricted_tmp_files, *exports.values())
+        _remove(*leftovers, tmp_folder, restricted_tmp_folder, *moved)
         if isinstance(exc, PublishFailed | PublishRefused):
             raise
         raise PublishFailed(f"publication of {as_of_month:%Y-%m} failed, {published_db.name} unchanged: "
                             f"{exc}") from exc
-    # The database is the release of record; the Parquet copies follow it, each replaced atomically.
-    final: dict[str, Path] = {}
-    for table, tmp_export in exports.items():
-        final[table] = exports_dir / f"{table}.parquet"
-        os.replace(tmp_export, final[table])
-    log.info("published release %s for %s (gate run %s): %s%s", release_id, f"{as_of_month:%Y-%m}",
-             gate_run_id, ", ".join(f"{t} {n}" for t, n in counts.items()),
-             f"; restricted AML release {restricted_db}: " + ", ".join(f"{t} {n}" for t, n in aml_counts.items())
-             if with_aml else "")
+    link = _swap_exports_link(warehouse, release_id)
+    keep = _current_and_previous(published_db)
+    remove_old_releases(releases_dir, keep)
+    if with_aml:
+        remove_old_releases(restricted_releases, keep)
+    log.info("published release %s for %s (months %s%s): %s", release_id, f"{as_of_month:%Y-%m}",
+             _month_text(months), f"; restated {_month_text(restated)}" if restated else "",
+             ", ".join(f"{t} {n}" for t, n in counts.items()))
     return Release(release_id=release_id, as_of_month=as_of_month, published_at=published_at,
                    gate_run_id=gate_run_id, rules_version=meta[0], rule_set=meta[1], rule_set_version=meta[2],
-                   row_counts=counts, published_db=published_db, exports=final,
+                   row_counts=counts, published_db=published_db, months_published=months,
+                   restated_months=restated, release_dir=releases_dir / release_id,
+                   exports={t: link / t for t in PUBLISHED_TABLES},
                    restricted_db=restricted_db if with_aml else None, restricted_row_counts=aml_counts)

@@ -51,6 +51,8 @@ balances_converted as (
 
     -- Owner and product from the account version of the balance's own day (D2); the rate of that day.
     -- Widen before multiplying: DECIMAL(18,2) × DECIMAL(18,6) would stay DECIMAL(18,8) and overflow.
+    -- Outer joins: a balance without its account version, rate or product rule must fail the build's
+    -- not_null tests (D2), never count as 0.
     select
         account_versions.cust_id,
         cast(date_trunc('month', balances_read.balance_date) as date) as month_start,
@@ -62,7 +64,7 @@ balances_converted as (
             as decimal(38, 8)
         ) as balance_cny
     from balances_read
-    inner join account_versions
+    left join account_versions
         on balances_read.acct_id = account_versions.acct_id
         and balances_read.batch_date >= account_versions.valid_from
         and (account_versions.valid_to is null or balances_read.batch_date < account_versions.valid_to)
@@ -81,10 +83,14 @@ final as (
         build_month.as_of_month,
         balances_converted.month_start,
         balances_converted.cust_id,
-        cast(sum(case when balances_converted.is_aum then balances_converted.balance_cny else 0 end)
-            as decimal(38, 8)) as aum_sum_cny,
-        cast(sum(case when balances_converted.is_deposit then balances_converted.balance_cny else 0 end)
-            as decimal(38, 8)) as deposit_sum_cny,
+        case when not bool_or(balances_converted.balance_cny is null or balances_converted.is_aum is null) then
+            cast(sum(case when balances_converted.is_aum then balances_converted.balance_cny else 0 end)
+                as decimal(38, 8))
+        end as aum_sum_cny,
+        case when not bool_or(balances_converted.balance_cny is null or balances_converted.is_deposit is null) then
+            cast(sum(case when balances_converted.is_deposit then balances_converted.balance_cny else 0 end)
+                as decimal(38, 8))
+        end as deposit_sum_cny,
         count(*) as balance_rows
     from balances_converted
     cross join build_month
