@@ -1,11 +1,13 @@
 """Back-test a candidate rules file: who would move between tiers, without publishing anything.
 
-The candidate is validated first (flows.lib.rules_lines: refused with the line of the problem). Then
-the working database and the dbt project are copied into a scratch folder, the candidate's seeds are
-rendered into the copy and dbt builds the marts there. Nothing shared is written: not the working or
-published database, not dbt_project/seeds or target. The candidate's `customer_segment` and
-`customer_tier` rows of the month are compared with the published release's: one migration matrix
-per classification, with customers moved and the AUM they hold.
+The candidate is validated first (flows.lib.rules_lines: refused with the line of the problem). Then a
+scratch working database is made that reads the warehouse's raw zone (its batch log copied, the raw views
+pointing at the same read-only Parquet files), the dbt project is copied beside it with the candidate's
+seeds, and every evaluated month up to the back-tested one is built there in order: the history is
+replayed under the candidate rules, so its hysteresis is the candidate's own (DECISIONLOG R5). Nothing
+shared is written: not the working or published database, not the raw zone, not dbt_project/seeds or
+target. The candidate's `customer_segment` and `customer_tier` rows of the month are compared with the
+published release's: one migration matrix per classification, with customers moved and the AUM they hold.
 """
 
 from __future__ import annotations
@@ -114,10 +116,12 @@ def run_backtest(candidate: Path, as_of: dt.date, warehouse: Path, out_dir: Path
     scratch = out_dir / "scratch"
     try:
         scratch_settings = _prepare_scratch(settings, rules, scratch, log)
-        log(f"building the candidate's marts for {as_of:%Y-%m} in {scratch}")
+        months = _months_to_replay(scratch_settings.working_db, as_of)
         args = ["build", "--select", *MART_SELECTION, "--exclude-resource-type", "test",
                 "--exclude-resource-type", "unit_test", "--log-level", "warn"]
-        run_dbt(args, scratch_settings, as_of=as_of, invoke=invoke).raise_on_failure()
+        for month in months:
+            log(f"building the candidate's marts for {month:%Y-%m} in {scratch}")
+            run_dbt(args, scratch_settings, as_of=month, invoke=invoke).raise_on_failure()
         classifications, versions = compare(settings.published_db, scratch_settings.working_db, as_of, rules)
     except DbtBuildError as exc:
         raise BacktestError(f"candidate build failed: {exc}") from None
@@ -147,25 +151,45 @@ def _published_month(published_db: Path, as_of: dt.date) -> str:
 
 
 def _prepare_scratch(settings: Settings, rules: Rules, scratch: Path, log) -> Settings:
-    """Copy the working database and the dbt project into `scratch`; render the candidate's seeds there."""
+    """A scratch warehouse reading the warehouse's raw zone, and a copy of the dbt project with the
+    candidate's seeds."""
+    from flows.lib import raw_zone
     from flows.rules import write_seeds
 
     scratch.mkdir(parents=True, exist_ok=True)
     copy = Settings(warehouse=scratch, rules_path=rules.path, dbt_project_dir=scratch / "dbt_project")
-    log(f"copying {settings.working_db} to {copy.working_db}")
-    # A shared (read-only) lock for the copy: no pipeline writes to the file while it is copied.
+    log(f"reading the raw zone of {settings.warehouse} from {copy.working_db}")
+    # A shared (read-only) lock while the batch log is read: no pipeline commits a batch meanwhile.
     con = _check_unlocked(settings.working_db, keep=True)
     try:
-        shutil.copyfile(settings.working_db, copy.working_db)
-        wal = settings.working_db.with_name(settings.working_db.name + ".wal")
-        if wal.exists():
-            shutil.copyfile(wal, copy.working_db.with_name(wal.name))
+        batch_log = con.execute("SELECT * FROM audit.batch_log").arrow()
+    finally:
+        con.close()
+    con = duckdb.connect(str(copy.working_db))
+    try:
+        con.execute("CREATE SCHEMA audit")
+        con.register("batch_log_rows", batch_log)
+        con.execute("CREATE TABLE audit.batch_log AS SELECT * FROM batch_log_rows")
+        con.execute("CREATE SCHEMA raw")
+        raw_zone.refresh_views(con, settings.warehouse)  # the original raw files, read-only
     finally:
         con.close()
     shutil.copytree(settings.dbt_project_dir, copy.dbt_project_dir, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"),
                     dirs_exist_ok=True)
     write_seeds(rules, copy.dbt_project_dir / "seeds")
     return copy
+
+
+def _months_to_replay(working_db: Path, as_of: dt.date) -> list[dt.date]:
+    """Every evaluated month up to `as_of`, in order (the hysteresis replays from the first)."""
+    from flows.lib.month_plan import evaluated_months
+
+    con = duckdb.connect(str(working_db), read_only=True)
+    try:
+        months = evaluated_months(con, as_of)
+    finally:
+        con.close()
+    return months if months and months[-1] == as_of else [*months, as_of]
 
 
 def _check_unlocked(working_db: Path, keep: bool = False):

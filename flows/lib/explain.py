@@ -210,27 +210,51 @@ def _read_working(working_db: Path, row: dict, month: dt.date):
                          "where as_of_month = ? and cust_id = ?", [month, cust_id])
         if window is None or sums is None:
             raise _NoEvidence(f"evidence unavailable: the working database no longer holds {month:%Y-%m}")
+        product_types = _seed_schema(con, "rule_product_types")
+        # The customer's balances of the month straight from the raw zone: the account versions it owned on
+        # each day (D2), that day's rate; the month's files only (batch_date prunes the rest).
+        con.execute(f"""
+            create or replace temp table explain_balances as
+            with accounts as (
+                select acct_id, product_type, valid_from, valid_to from raw.cbs_account_versions
+                where cust_id = $cust and valid_from <= $end and (valid_to is null or valid_to > $start)
+            ), balances as (
+                select batch_date, acct_id, balance, currency from raw.cbs_balance
+                where batch_date between $start and $end and acct_id in (select acct_id from accounts)
+            ), rates as (
+                select batch_date, currency, cny_per_unit from raw.cbs_fx_rate
+                where batch_date between $start and $end
+            )
+            select a.product_type, b.currency, b.acct_id, b.batch_date as balance_date, b.balance as balance_amount,
+                   case when b.currency = 'CNY' then cast(1 as decimal(18, 6)) else r.cny_per_unit end as cny_per_unit,
+                   cast(cast(b.balance as decimal(38, 2))
+                        * case when b.currency = 'CNY' then cast(1 as decimal(18, 6)) else r.cny_per_unit end
+                        as decimal(38, 8)) as balance_cny,
+                   p.is_aum, p.is_deposit
+            from balances b
+            join accounts a on a.acct_id = b.acct_id and b.batch_date >= a.valid_from
+                and (a.valid_to is null or b.batch_date < a.valid_to)
+            left join rates r on r.batch_date = b.batch_date and r.currency = b.currency
+            left join "{product_types}".rule_product_types p on p.product_type = a.product_type""",
+                    {"cust": cust_id, "start": window["month_start"], "end": month})
         split = _all(con, "select product_type, currency, is_aum, is_deposit, count(distinct acct_id) as accounts, "
                           "count(distinct balance_date) as days_with_balance, "
                           "sum(balance_amount) as balance_sum, sum(balance_cny) as balance_sum_cny, "
                           "min(cny_per_unit) as fx_min, max(cny_per_unit) as fx_max "
-                          "from main_intermediate.int_balances_converted_to_cny "
-                          "where cust_id = ? and balance_date between ? and ? "
-                          "group by all order by is_aum desc, product_type, currency",
-                     [cust_id, window["month_start"], month])
-        month_end = _all(con, "select distinct product_type from main_intermediate.int_balances_converted_to_cny "
-                              "where cust_id = ? and balance_date = ? and balance_amount <> 0 order by 1",
-                         [cust_id, month])
-        by_month = _all(con, "select cast(date_trunc('month', balance_date) as date) as month_start, "
-                             "sum(aum_cny) as aum_sum_cny from main_intermediate.int_customer_daily_aum "
-                             "where cust_id = ? and balance_date between ? and ? group by 1 order by 1",
+                          "from explain_balances group by all order by is_aum desc, product_type, currency", [])
+        month_end = _all(con, "select distinct product_type from explain_balances "
+                              "where balance_date = ? and balance_amount <> 0 order by 1", [month])
+        by_month = _all(con, "select s.month_start, sum(s.aum_sum_cny) as aum_sum_cny "
+                             "from main_intermediate.int_customer_monthly_balance_sums s "
+                             "join main_intermediate.int_evaluation_months b on b.as_of_month = s.as_of_month "
+                             "and s.month_start >= cast(date_trunc('month', b.coverage_start) as date) "
+                             "where s.cust_id = ? and s.month_start between cast(date_trunc('month', ?) as date) "
+                             "and ? group by 1 order by 1",
                         [cust_id, window["window_3m_start"], month])
-        loans = _all(con, "select l.loan_id, l.loan_type, l.currency, l.outstanding_amount, l.days_past_due, "
-                          "l.five_class, m.cny_per_unit, m.outstanding_cny, m.snapshot_date "
-                          "from main_intermediate.int_month_end_loans_converted_to_cny m "
-                          "join main_staging.stg_core_banking__loans l "
-                          "on l.loan_id = m.loan_id and l.snapshot_date = m.snapshot_date "
-                          "where m.as_of_month = ? and m.cust_id = ? order by l.loan_id", [month, cust_id])
+        loans = _all(con, "select loan_id, loan_type, currency, outstanding_amount, days_past_due, five_class, "
+                          "cny_per_unit, outstanding_cny, valid_from as snapshot_date "
+                          "from main_intermediate.int_month_end_loans_converted_to_cny "
+                          "where as_of_month = ? and cust_id = ? order by loan_id", [month, cust_id])
     evidence = {"window": window, "sums": sums, "split": split, "by_month": by_month, "loans": loans,
                 "month_end_products": [r["product_type"] for r in month_end]}
     return evidence, ladder, corporate

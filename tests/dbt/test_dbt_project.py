@@ -18,6 +18,7 @@ from flows.lib.dbt_runner import DbtBuildError, prepare_seeds, run_dbt
 from flows.lib.extracts import ensure_schema
 from flows.rules import load_rules
 from flows.settings import Settings
+from tests.support.raw_batches import load_rows, set_batch_status
 
 MONTH_START, AS_OF = dt.date(2024, 2, 1), dt.date(2024, 2, 29)  # a leap February: 29 days
 DAYS = [MONTH_START + dt.timedelta(days=i) for i in range(29)]
@@ -59,29 +60,21 @@ def balance(acct_id: str, day: dt.date) -> Decimal | None:
 
 
 def load_month(db: Path) -> None:
-    """Insert a complete month of raw rows and LOADED batch_log rows for every table and day."""
-    con = duckdb.connect(str(db))
-    try:
-        for day in DAYS:
-            con.executemany("INSERT INTO audit.batch_log (batch_date, table_name, status) VALUES (?, ?, 'LOADED')",
-                            [(day, table) for table in TABLES])
-            con.executemany(
-                "INSERT INTO raw.cbs_customer (batch_date, cust_id, cust_type, cust_name, cert_type, cert_no, mobile,"
-                " branch_id, open_date, kyc_risk_level, status) VALUES (?, ?, ?, ?, '01', ?, ?, 'B01', ?, 'L', ?)",
-                [(day, c[0], c[1], c[2], c[3], c[4], dt.date(2020, 1, 1), c[5] if day == AS_OF else "A")
-                 for c in CUSTOMERS])
-            con.executemany(
-                "INSERT INTO raw.cbs_account (batch_date, acct_id, cust_id, product_type, currency, open_date, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'A')", [(day, *a, dt.date(2020, 1, 1)) for a in ACCOUNTS])
-            con.executemany("INSERT INTO raw.cbs_balance VALUES (?, ?, ?, ?, ?)",
-                            [(day, a[0], day, balance(a[0], day), a[3]) for a in ACCOUNTS
-                             if balance(a[0], day) is not None])
-            con.execute("INSERT INTO raw.cbs_fx_rate VALUES (?, 'USD', ?, ?)", [day, day, usd_rate(day)])
-            con.execute(
-                "INSERT INTO raw.cbs_loan VALUES (?, 'L1', 'C001', 'A9', 'BIZ', 60000000.00, 50000000.00, 'CNY', 0, '1',"
-                " DATE '2030-01-01')", [day])
-    finally:
-        con.close()
+    """Commit a complete month of raw rows (LOADED batch_log rows for every table and day) to the raw zone."""
+    for day in DAYS:
+        load_rows(db, day, {
+            "CUSTOMER": [{"cust_id": c[0], "cust_type": c[1], "cust_name": c[2], "cert_type": "01", "cert_no": c[3],
+                          "mobile": c[4], "branch_id": "B01", "open_date": dt.date(2020, 1, 1),
+                          "kyc_risk_level": "L", "status": c[5] if day == AS_OF else "A"} for c in CUSTOMERS],
+            "ACCOUNT": [{"acct_id": a[0], "cust_id": a[1], "product_type": a[2], "currency": a[3],
+                         "open_date": dt.date(2020, 1, 1), "status": "A"} for a in ACCOUNTS],
+            "BALANCE": [{"acct_id": a[0], "bal_date": day, "balance": balance(a[0], day), "currency": a[3]}
+                        for a in ACCOUNTS if balance(a[0], day) is not None],
+            "FX_RATE": [{"currency": "USD", "rate_date": day, "cny_per_unit": usd_rate(day)}],
+            "LOAN": [{"loan_id": "L1", "cust_id": "C001", "acct_id": "A9", "loan_type": "BIZ",
+                      "principal": Decimal("60000000.00"), "outstanding": Decimal("50000000.00"), "currency": "CNY",
+                      "dpd": 0, "five_class": "1", "maturity_date": dt.date(2030, 1, 1)}],
+        })
 
 
 def expected_avg(total: Decimal, days: int) -> Decimal:
@@ -112,7 +105,7 @@ def empty_build(tmp_path_factory):
     settings = Settings(warehouse=tmp / "warehouse")
     settings.warehouse.mkdir()
     con = duckdb.connect(str(settings.working_db))
-    ensure_schema(con)
+    ensure_schema(con, settings.warehouse)
     con.close()
     prepare_seeds(settings)
     result = run_dbt(dbt_args(["build"], tmp), settings)
@@ -221,10 +214,8 @@ def test_missing_balance_date_fails_naming_it(month_build, tmp_path):
     copy = Settings(warehouse=tmp_path / "warehouse")
     copy.warehouse.mkdir()
     shutil.copy(settings.working_db, copy.working_db)
-    con = duckdb.connect(str(copy.working_db))
-    con.execute("UPDATE audit.batch_log SET status = 'REJECTED' "
-                "WHERE table_name = 'CBS_BALANCE' AND batch_date = DATE '2024-02-17'")
-    con.close()
+    shutil.copytree(settings.warehouse / "raw", copy.warehouse / "raw")
+    set_batch_status(copy.working_db, dt.date(2024, 2, 17), "CBS_BALANCE", "REJECTED")
     result = run_dbt(dbt_args(["build"], tmp_path), copy, as_of=AS_OF)
     assert not result.success
     assert "missing CBS_BALANCE batches for 2024-02: 2024-02-17" in result.error_message()

@@ -17,6 +17,7 @@ from flows.cli import main
 from flows.lib.explain import EVIDENCE_UNAVAILABLE, explain_customer, render_text, to_json
 from flows.rules import load_rules
 from flows.settings import DEFAULT_RULES
+from tests.integration.reference_model import read_extract
 
 AUM_PRODUCTS = {"CASA", "TD", "WM", "FUND", "INS", "GOLD"}
 
@@ -29,7 +30,7 @@ def _published(warehouse, sql, params=()):
 @pytest.fixture(scope="module")
 def cases(published_warehouse):
     """Customers to explain in the last published month: retail on watch (if any), retail upgraded, corporate."""
-    _, warehouse, as_of = published_warehouse
+    landing, warehouse, as_of = published_warehouse
     picks = {}
     for name, where in (("watch", "cust_type = 'P' and on_watch"), ("up", "cust_type = 'P' and tier_change = 'UP'"),
                         ("corporate", "cust_type <> 'P'"), ("retail", "cust_type = 'P'")):
@@ -38,26 +39,22 @@ def cases(published_warehouse):
         if found:
             picks[name] = found[0][0]
     assert {"up", "corporate", "retail"} <= picks.keys()
-    return warehouse, as_of, picks
+    return warehouse, as_of, picks, landing
 
 
-def _independent_month_sum(warehouse, cust_id: str, start: dt.date, end: dt.date) -> Decimal:
-    """Σ over the days of [start, end] of the customer's AUM balances × that day's rate, from raw, in Decimals."""
-    with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
-        accounts = con.execute("select batch_date, acct_id, cust_id, product_type from raw.cbs_account").fetchall()
-        balances = con.execute("select batch_date, acct_id, bal_date, balance, currency from raw.cbs_balance "
-                               "where bal_date between ? and ?", [start, end]).fetchall()
-        rates = con.execute("select batch_date, currency, rate_date, cny_per_unit from raw.cbs_fx_rate").fetchall()
-    owner = {(b, a): (c, p) for b, a, c, p in accounts}
-    latest: dict = {}
-    for _batch, currency, day, rate in sorted(rates):
-        latest[(currency, day)] = rate  # a later batch's rate replaces an earlier one
+def _independent_month_sum(landing, cust_id: str, start: dt.date, end: dt.date) -> Decimal:
+    """Σ over the days of [start, end] of the customer's AUM balances × that day's rate, straight from the
+    landing files (the account file of the balance's own day says whose it is), in Decimals."""
     total = Decimal(0)
-    for batch, acct, day, balance, currency in balances:
-        cust, product = owner[(batch, acct)]
-        if cust == cust_id and product in AUM_PRODUCTS:
-            rate = Decimal(1) if currency == "CNY" else latest[(currency, day)]
-            total += Decimal(balance) * Decimal(rate)
+    day = start
+    while day <= end:
+        owner = {row[0]: (row[1], row[2]) for row in read_extract(landing, "ACCOUNT", day)}
+        rates = {row[0]: Decimal(row[2]) for row in read_extract(landing, "FX_RATE", day)}
+        for acct, _bal_date, balance, currency in read_extract(landing, "BALANCE", day):
+            cust, product = owner[acct]
+            if cust == cust_id and product in AUM_PRODUCTS:
+                total += Decimal(balance) * (Decimal(1) if currency == "CNY" else rates[currency])
+        day += dt.timedelta(days=1)
     return total
 
 
@@ -67,7 +64,7 @@ def _round2(value: Decimal) -> Decimal:
 
 @pytest.mark.parametrize("case", ["watch", "up", "corporate"])
 def test_measure_and_evidence_agree_with_published_and_raw(cases, case):
-    warehouse, as_of, picks = cases
+    warehouse, as_of, picks, landing = cases
     if case not in picks:
         pytest.skip(f"no {case} customer in the fixture month")
     cust_id = picks[case]
@@ -81,13 +78,13 @@ def test_measure_and_evidence_agree_with_published_and_raw(cases, case):
     assert ev["avg_daily_aum_rounded_cny"] == published_avg and ev["matches_published"]
     assert ev["days"] == days == as_of.day
     split_total = sum((s["balance_sum_cny"] for s in ev["aum_split"]), Decimal(0))
-    independent = _independent_month_sum(warehouse, cust_id, as_of.replace(day=1), as_of)
+    independent = _independent_month_sum(landing, cust_id, as_of.replace(day=1), as_of)
     assert split_total == ev["aum_sum_cny"] == independent
     assert _round2(independent / days) == published_avg
     assert all(s["product_type"] in AUM_PRODUCTS for s in ev["aum_split"])
     assert all(s["product_type"] in {"LOAN", "CARD"} for s in ev["excluded_debts"])
     three = ev["three_month"]
-    independent_3m = _independent_month_sum(warehouse, cust_id, three["window_start"], as_of)
+    independent_3m = _independent_month_sum(landing, cust_id, three["window_start"], as_of)
     assert three["aum_sum_cny"] == independent_3m
     assert three["days"] == (as_of - three["window_start"]).days + 1
     assert _round2(independent_3m / three["days"]) == published_3m == three["avg_rounded_cny"]
@@ -95,7 +92,7 @@ def test_measure_and_evidence_agree_with_published_and_raw(cases, case):
 
 @pytest.mark.parametrize("case", ["watch", "up", "retail"])
 def test_ladder_and_hysteresis_follow_the_rules_file(cases, case):
-    warehouse, as_of, picks = cases
+    warehouse, as_of, picks, landing = cases
     if case not in picks:
         pytest.skip(f"no {case} customer in the fixture month")
     e = explain_customer(warehouse, picks[case])
@@ -122,7 +119,7 @@ def test_ladder_and_hysteresis_follow_the_rules_file(cases, case):
 
 
 def test_corporate_is_measured_on_deposits_and_loans(cases):
-    warehouse, _, picks = cases
+    warehouse, _, picks, _landing = cases
     e = explain_customer(warehouse, picks["corporate"])
     assert e.ladder is None and e.hysteresis is None
     rules = load_rules(DEFAULT_RULES)
@@ -134,7 +131,7 @@ def test_corporate_is_measured_on_deposits_and_loans(cases):
 
 
 def test_json_parses_and_matches(cases, capsys):
-    warehouse, as_of, picks = cases
+    warehouse, as_of, picks, landing = cases
     cust_id = picks.get("watch", picks["up"])
     assert main(["explain", cust_id, "--json", "--warehouse", str(warehouse), "--as-of", f"{as_of:%Y-%m}"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -146,18 +143,18 @@ def test_json_parses_and_matches(cases, capsys):
 
 
 def test_text_and_earlier_month(cases, capsys):
-    warehouse, as_of, picks = cases
+    warehouse, as_of, picks, landing = cases
     assert main(["explain", picks["up"], "--warehouse", str(warehouse), "--as-of", "2026-02-28"]) == 0
     out = capsys.readouterr().out
     assert "month 2026-02" in out and "ladder" in out and "hysteresis" in out and "Σ daily AUM ÷ days" in out
 
 
 def test_no_raw_personal_data_in_output(cases, capsys):
-    warehouse, _, picks = cases
+    warehouse, _, picks, _landing = cases
     for cust_id in set(picks.values()):
         with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
-            raw = con.execute("select distinct cust_name, cert_no, mobile from raw.cbs_customer where cust_id = ?",
-                              [cust_id]).fetchall()
+            raw = con.execute("select distinct cust_name, cert_no, mobile from raw.cbs_customer_versions "
+                              "where cust_id = ?", [cust_id]).fetchall()
         assert raw
         for flag in ([], ["--json"]):
             assert main(["explain", cust_id, "--warehouse", str(warehouse), *flag]) == 0
@@ -175,7 +172,7 @@ def test_no_raw_personal_data_in_output(cases, capsys):
     (["{cust}", "--as-of", "2025-12"], "not published"),
 ])
 def test_unknown_customer_or_month_fails_with_one_line(cases, capsys, argv, message):
-    warehouse, _, picks = cases
+    warehouse, _, picks, _landing = cases
     argv = [a.replace("{cust}", picks["up"]) for a in argv]
     assert main(["explain", *argv, "--warehouse", str(warehouse)]) == 1
     captured = capsys.readouterr()
@@ -184,7 +181,7 @@ def test_unknown_customer_or_month_fails_with_one_line(cases, capsys, argv, mess
 
 
 def test_locked_working_database_still_prints_the_published_part(cases, tmp_path, capsys):
-    warehouse, _, picks = cases
+    warehouse, _, picks, _landing = cases
     copy = tmp_path / "warehouse"
     copy.mkdir()
     for name in ("published.duckdb", "tiering.duckdb"):
@@ -205,12 +202,16 @@ def test_locked_working_database_still_prints_the_published_part(cases, tmp_path
 
 
 def test_classification_columns_are_shown_when_present_and_aml_never(cases, tmp_path):
-    warehouse, as_of, picks = cases
+    warehouse, as_of, picks, landing = cases
     copy = tmp_path / "warehouse"
     copy.mkdir()
     for name in ("published.duckdb", "tiering.duckdb"):
         shutil.copy(warehouse / name, copy / name)
     with duckdb.connect(str(copy / "published.duckdb")) as con:  # the copy gets (or keeps) the issue-3 columns
+        # The published table is a view over the release's Parquet files: the copy makes it a table.
+        con.execute("create table customer_segment_copy as select * from customer_segment")
+        con.execute("drop view customer_segment")
+        con.execute("alter table customer_segment_copy rename to customer_segment")
         con.execute("alter table customer_segment add column if not exists rfm_r integer default 10")
         con.execute("alter table customer_segment add column if not exists rfm_f integer default 3")
         con.execute("alter table customer_segment add column if not exists rfm_m decimal(18,2)")
@@ -229,7 +230,7 @@ def test_classification_columns_are_shown_when_present_and_aml_never(cases, tmp_
 
 
 def test_aml_is_shown_only_on_request_from_the_restricted_database(cases, tmp_path, capsys):
-    warehouse, as_of, _ = cases
+    warehouse, as_of, _, _landing = cases
     with duckdb.connect(str(warehouse / "restricted" / "aml.duckdb"), read_only=True) as con:
         cust_id, level, triggers = con.execute(
             "select cust_id, aml_level, aml_triggers from aml_customer_risk where as_of_month = ? "

@@ -18,7 +18,8 @@ from flows.rules import Rules
 CENT = Decimal("0.01")
 
 
-def _read(landing: Path, table: str, day: dt.date) -> list[list[str]]:
+def read_extract(landing: Path, table: str, day: dt.date) -> list[list[str]]:
+    """The records of one extract file as lists of field strings (decoded in the .ok's encoding first)."""
     stamp = day.strftime("%Y%m%d")
     path = landing / stamp / f"CBS_{table}_{stamp}.dat"
     encoding = (path.with_suffix(".ok").read_text(encoding="ascii").strip().split("|")[4])
@@ -54,11 +55,11 @@ def compute(landing: Path, rules: Rules, months: list[dt.date],
     daily_aum: dict[dt.date, dict[str, Decimal]] = {}
     daily_deposit: dict[dt.date, dict[str, Decimal]] = {}
     for day in _days(first_day, months[-1]):
-        fx = {row[0]: Decimal(row[2]) for row in _read(landing, "FX_RATE", day)}
+        fx = {row[0]: Decimal(row[2]) for row in read_extract(landing, "FX_RATE", day)}
         fx["CNY"] = Decimal(1)
-        accounts = {row[0]: (row[1], row[2]) for row in _read(landing, "ACCOUNT", day)}
+        accounts = {row[0]: (row[1], row[2]) for row in read_extract(landing, "ACCOUNT", day)}
         aum, deposit = defaultdict(Decimal), defaultdict(Decimal)
-        for line_no, row in enumerate(_read(landing, "BALANCE", day), start=1):
+        for line_no, row in enumerate(read_extract(landing, "BALANCE", day), start=1):
             if ("BALANCE", day, line_no) in skip_lines:
                 continue
             cust_id, product = accounts[row[0]]
@@ -76,11 +77,11 @@ def compute(landing: Path, rules: Rules, months: list[dt.date],
         days_m = (month - start).days + 1
         window_start = max(first_day, _three_month_start(month))
         days_3m = (month - window_start).days + 1
-        customers = {row[0]: row for row in _read(landing, "CUSTOMER", month) if row[15] in ("A", "D")}
-        fx_end = {row[0]: Decimal(row[2]) for row in _read(landing, "FX_RATE", month)}
+        customers = {row[0]: row for row in read_extract(landing, "CUSTOMER", month) if row[15] in ("A", "D")}
+        fx_end = {row[0]: Decimal(row[2]) for row in read_extract(landing, "FX_RATE", month)}
         fx_end["CNY"] = Decimal(1)
         loans = defaultdict(Decimal)
-        for row in _read(landing, "LOAN", month):
+        for row in read_extract(landing, "LOAN", month):
             loans[row[1]] += Decimal(row[5]) * fx_end[row[6]]
         current: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
         for cust_id, row in customers.items():

@@ -48,9 +48,6 @@ complete_months as (
     select *
     from months_with_loaded_days
     where months_with_loaded_days.loaded_days = dayofmonth(months_with_loaded_days.as_of_month)
-    {%- if var('as_of', none) %}
-        and months_with_loaded_days.as_of_month <= cast('{{ var("as_of") }}' as date)
-    {%- endif %}
 
 ),
 
