@@ -1,15 +1,33 @@
-"""Optional copy of the published release to PostgreSQL for BI tools: same tables, one transaction.
+"""Optional copy of the published release to PostgreSQL for BI tools, month by month, one transaction.
 
-`published.duckdb` stays the release of record; this copies it whole into a schema (default `tiering`).
-In ONE transaction: load every table into `<table>__incoming` with COPY (binary, Decimals exact), check
-row counts and the exact sums of every DECIMAL column against DuckDB, then lock the served tables,
-drop them, rename the new ones into place and grant SELECT to the read-only role. Readers are never
-blocked while the data loads, only during the swap (milliseconds); a statement that arrives then waits
-and reads the new release. Any failure rolls everything back: the schema keeps the previous release.
-Concurrent publications to one schema queue on an advisory lock. A consumer transaction left open on
-a table holds it: the publication waits `lock_timeout_s`, then fails cleanly. Caveat (DDL is not
-MVCC-safe): a REPEATABLE READ transaction begun before the commit that first reads the tables after it
-sees them empty; READ COMMITTED, the default of BI tools, sees one whole release per statement.
+`published.duckdb` stays the release of record (a catalog: one view per table over the current release's
+Parquet month partitions, `release_log`, and `release_months`, which release wrote each month). The
+schema (default `tiering`) holds the same four tables, `release_log`, and `release_months` (the catalog's,
+without the file paths): which release wrote each month PostgreSQL holds. A publication costs the months
+it writes, not the months held. In ONE transaction, after taking the schema's advisory lock:
+
+- it compares the catalog's `release_months` with PostgreSQL's, per table and month: a month PostgreSQL
+  lacks, or whose writer (release, gate run, time, rows) differs, is replaced (`DELETE … WHERE as_of_month
+  = …`, then binary COPY of that month's rows from the DuckDB view, Decimals exact); a month PostgreSQL
+  holds that the release no longer has is deleted. A normal release writes its one new month, a
+  restatement the restated months, a publication after a failed or skipped one every month missed;
+- it checks every month written (or deleted) against DuckDB: row counts (also against `release_months`)
+  and the exact sums of every DECIMAL column, syncs `release_log` and `release_months` row by row and
+  checks them whole, grants SELECT to the read-only role and commits.
+
+Readers are never blocked and stay MVCC-consistent: plain DELETE/INSERT, no DDL, so every statement (READ
+COMMITTED) and every REPEATABLE READ transaction sees one whole release, the old one until the commit, the
+new one after it. Any failure rolls everything back: the schema keeps the previous release, row for row.
+Concurrent publications to one schema queue on an advisory lock (the second then mirrors its own catalog).
+
+The first publication (none of the tables in the schema), and a contract change (a table's columns or
+types in the catalog differ from PostgreSQL's, or a table is missing) take the full path instead: every
+table is loaded whole into `<table>__incoming` (exact column types, DECIMAL precision kept, primary keys on
+the grain), checked month by month the same way, then the served tables are locked, dropped and the new
+ones renamed into place, so consumers never see a half-migrated table. Only this path blocks readers (for
+the swap, milliseconds) and waits for their locks: a consumer transaction left open on a table makes it
+wait `lock_timeout_s`, then fail cleanly. Its caveat (DDL is not MVCC-safe): a REPEATABLE READ transaction
+begun before such a commit that first reads the tables after it sees them empty.
 
 Consumers: the role `tiering_reader` (NOLOGIN, created if missing) gets USAGE on the schema and SELECT
 on its tables, nothing else; a BI login is a role granted membership (`GRANT tiering_reader TO bi_x`).
@@ -21,9 +39,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -37,18 +56,26 @@ from flows.lib.publishing import PUBLISHED_TABLES
 
 log = logging.getLogger(__name__)
 
-RELEASE_TABLES = (*PUBLISHED_TABLES, "release_log")
+RELEASE_LOG = "release_log"
+MONTH_TABLE = "release_months"
+RELEASE_TABLES = (*PUBLISHED_TABLES, RELEASE_LOG, MONTH_TABLE)
 # The grain of each table (dbt's unique_combination_of_columns); tier_migration has none without NULLs.
 PRIMARY_KEYS = {
     "customer_segment": ("as_of_month", "cust_id"),
     "customer_tier": ("as_of_month", "cust_id", "rule_set"),
     "tier_summary": ("as_of_month", "rule_set", "tier"),
-    "release_log": ("release_id",),
+    RELEASE_LOG: ("release_id",),
+    MONTH_TABLE: ("table_name", "as_of_month"),
 }
+# Catalog columns PostgreSQL does not mirror: where the month's file lies in the DuckDB warehouse.
+MONTH_TABLE_SKIPPED = ("file",)
+MONTH_KEY = ("table_name", "as_of_month")
 INCOMING_SUFFIX = "__incoming"
+MONTH_INDEX_SUFFIX = "_as_of_month_idx"
 SHARED_SCHEMAS = ("public", "pg_catalog", "information_schema")
 COPY_BATCH_ROWS = 10_000
-# DuckDB type → (PostgreSQL column type, COPY binary type). DECIMAL is handled apart (precision kept).
+# DuckDB type → (PostgreSQL column type as format_type() spells it, COPY binary type). DECIMAL is handled
+# apart (precision kept). Spelled as PostgreSQL reports them: a served table is compared column by column.
 TYPE_MAP = {
     "VARCHAR": ("text", "text"),
     "BOOLEAN": ("boolean", "bool"),
@@ -62,9 +89,9 @@ TYPE_MAP = {
     "FLOAT": ("real", "float4"),
     "DOUBLE": ("double precision", "float8"),
     "DATE": ("date", "date"),
-    "TIME": ("time", "time"),
-    "TIMESTAMP": ("timestamp", "timestamp"),
-    "TIMESTAMP WITH TIME ZONE": ("timestamptz", "timestamptz"),
+    "TIME": ("time without time zone", "time"),
+    "TIMESTAMP": ("timestamp without time zone", "timestamp"),
+    "TIMESTAMP WITH TIME ZONE": ("timestamp with time zone", "timestamptz"),
     "UUID": ("uuid", "uuid"),
     "BLOB": ("bytea", "bytea"),
 }
@@ -79,7 +106,14 @@ class PostgresPublishFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class PostgresPublication:
-    """The release copied to PostgreSQL; `target` is the connection URL with its password redacted."""
+    """The release copied to PostgreSQL; `target` is the connection URL with its password redacted.
+
+    `row_counts`: rows of each table in the release (= in PostgreSQL after the commit). `mode`: "first"
+    (the schema had none of the tables), "incremental" (months replaced in place) or "rebuild" (contract
+    change: every table loaded whole and swapped in). `months_written`: the months whose rows were
+    (re)written in at least one table (every month of the release unless "incremental"); `months_deleted`:
+    the months PostgreSQL held that the release no longer has; `rows_written`: rows COPYed per table.
+    """
 
     release_id: str
     as_of_month: date
@@ -87,18 +121,40 @@ class PostgresPublication:
     reader_role: str
     row_counts: dict[str, int]
     target: str
+    mode: str = "incremental"
+    months_written: tuple[date, ...] = ()
+    months_deleted: tuple[date, ...] = ()
+    rows_written: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class _Column:
     name: str
     duckdb_type: str
-    pg_type: str  # column type in CREATE TABLE, e.g. numeric(18,2)
+    pg_type: str  # column type in CREATE TABLE as format_type() shows it, e.g. numeric(18,2)
     copy_type: str  # type name for binary COPY, e.g. numeric
 
     @property
     def is_decimal(self) -> bool:
         return self.duckdb_type.startswith("DECIMAL")
+
+
+@dataclass
+class _Catalog:
+    """What `published.duckdb` says: the current release, the columns of every table, and its months.
+
+    `writers[table][month]` is that month's `release_months` row (PostgreSQL's columns): who wrote it;
+    `rows[table][month]` its row count; `month_rows` and `log_rows` the two small tables, as PostgreSQL
+    holds them.
+    """
+
+    release_id: str
+    as_of_month: date
+    columns: dict[str, list[_Column]]
+    writers: dict[str, dict[date, tuple]]
+    rows: dict[str, dict[date, int]]
+    month_rows: list[tuple]
+    log_rows: list[tuple]
 
 
 def _ident(*names: str) -> sql.Identifier:
@@ -169,12 +225,15 @@ def _connect(url: str) -> psycopg.Connection:
                                     ) from None
 
 
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[_Column]:
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str, skip: tuple[str, ...] = ()) -> list[_Column]:
     rows = con.execute("SELECT column_name, data_type FROM information_schema.columns "
                        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
                        [table]).fetchall()
     columns = []
     for name, duckdb_type in rows:
+        if name in skip:
+            continue
         decimal = DECIMAL_TYPE.fullmatch(duckdb_type)
         if decimal:
             columns.append(_Column(name, duckdb_type, f"numeric({decimal[1]},{decimal[2]})", "numeric"))
@@ -196,18 +255,12 @@ def _current_release(con: duckdb.DuckDBPyConnection) -> tuple[str, date]:
     return row
 
 
-def _decimal_sums(duck: duckdb.DuckDBPyConnection, cur, schema: str, table: str,
-                  columns: list[_Column]) -> tuple[tuple, tuple]:
-    """Exact sums of the DECIMAL columns in DuckDB's `table` and PostgreSQL's `<table>__incoming`."""
-    money = [c.name for c in columns if c.is_decimal]
-    if not money:
-        return (), ()
-    duck_sums = duck.execute(f"SELECT {', '.join(f'sum({_duck_ident(c)})' for c in money)} "
-                             f"FROM main.{_duck_ident(table)}").fetchone()
-    pg_sums = cur.execute(sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(sql.SQL("sum({})").format(_ident(c)) for c in money),
-        _ident(schema, table + INCOMING_SUFFIX))).fetchone()
-    return tuple(duck_sums), tuple(pg_sums)
+def _names(columns: list[_Column]) -> list[str]:
+    return [c.name for c in columns]
+
+
+def _select_list(columns: list[_Column]) -> str:
+    return ", ".join(_duck_ident(c.name) for c in columns)
 
 
 class _Steps:
@@ -236,46 +289,269 @@ class _Steps:
                 f"{_one_line(str(exc), self.url)}{hint}; {outcome}") from exc
 
 
-def _load_table(cur, duck: duckdb.DuckDBPyConnection, schema: str, table: str,
-                columns: list[_Column], steps: _Steps) -> int:
-    """Create `<table>__incoming`, COPY the DuckDB rows into it, check counts and exact sums; row count."""
-    incoming = table + INCOMING_SUFFIX
+def _read_catalog(duck: duckdb.DuckDBPyConnection, published_db: Path, steps: _Steps) -> _Catalog:
+    """The current release of the catalog, its tables' columns, its `release_months` and `release_log`."""
+    with steps.step("read published.duckdb"):
+        present = {r[0] for r in duck.execute("SELECT table_name FROM information_schema.tables "
+                                              "WHERE table_schema = 'main'").fetchall()}
+        missing = [t for t in RELEASE_TABLES if t not in present]
+        if missing:
+            raise ValueError(f"{published_db.name} lacks {', '.join(missing)} (a catalog of month-partitioned "
+                             "releases is expected)")
+        release_id, as_of_month = _current_release(duck)
+    columns = {}
+    for table in RELEASE_TABLES:
+        with steps.step("map types", table):
+            columns[table] = _columns(duck, table, MONTH_TABLE_SKIPPED if table == MONTH_TABLE else ())
+            needed = {"as_of_month"} if table in PUBLISHED_TABLES else set(PRIMARY_KEYS[table])
+            if table == MONTH_TABLE:
+                needed |= {"release_id", "rows"}
+            if lacking := sorted(needed - set(_names(columns[table]))):
+                raise ValueError(f"no column {', '.join(lacking)} in published.duckdb")
+    with steps.step("read published.duckdb"):
+        names = _names(columns[MONTH_TABLE])
+        table_at, month_at, rows_at = names.index("table_name"), names.index("as_of_month"), names.index("rows")
+        month_rows = duck.execute(f"SELECT {_select_list(columns[MONTH_TABLE])} FROM main.{MONTH_TABLE} "
+                                  "ORDER BY table_name, as_of_month").fetchall()
+        writers: dict[str, dict[date, tuple]] = {t: {} for t in PUBLISHED_TABLES}
+        rows: dict[str, dict[date, int]] = {t: {} for t in PUBLISHED_TABLES}
+        for row in month_rows:
+            table, month = row[table_at], row[month_at]
+            if table not in writers:
+                continue
+            if month in writers[table]:
+                raise ValueError(f"{MONTH_TABLE} lists {table} {month:%Y-%m} twice")
+            writers[table][month], rows[table][month] = row, row[rows_at]
+        log_rows = duck.execute(f"SELECT {_select_list(columns[RELEASE_LOG])} FROM main.{RELEASE_LOG}"
+                                ).fetchall()
+    return _Catalog(release_id, as_of_month, columns, writers, rows, month_rows, log_rows)
+
+
+def _served_columns(cur, schema: str) -> dict[str, list[tuple[str, str]]]:
+    """The release tables the schema holds, with their columns as (name, format_type) in order."""
+    served: dict[str, list[tuple[str, str]]] = {}
+    for table, name, pg_type in cur.execute(
+            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s) ORDER BY c.relname, a.attnum",
+            [schema, list(RELEASE_TABLES)]).fetchall():
+        served.setdefault(table, []).append((name, pg_type))
+    return served
+
+
+def _contract_changes(served: dict[str, list[tuple[str, str]]], columns: dict[str, list[_Column]]) -> list[str]:
+    """The release tables whose PostgreSQL columns (names, order, types) are not the catalog's."""
+    return [t for t in RELEASE_TABLES if served.get(t) != [(c.name, c.pg_type) for c in columns[t]]]
+
+
+def _has_key_columns(table: str, columns: list[_Column]) -> bool:
+    return table in PRIMARY_KEYS and set(PRIMARY_KEYS[table]) <= set(_names(columns))
+
+
+def _needs_month_index(table: str, columns: list[_Column]) -> bool:
+    """A published table whose primary key does not lead with as_of_month gets an index on it: a month is
+    deleted and checked through an index, whatever the number of months held."""
+    return table in PUBLISHED_TABLES and not (
+        _has_key_columns(table, columns) and PRIMARY_KEYS[table][0] == "as_of_month")
+
+
+def _copy_rows(cur, schema: str, target: str, columns: list[_Column], batches: Iterable[list]) -> int:
+    """Binary COPY of `batches` of rows (in `columns`' order) into `schema.target`; rows written."""
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        _ident(schema, target), sql.SQL(", ").join(_ident(c.name) for c in columns))
+    written = 0
+    with cur.copy(copy_sql) as copy:
+        copy.set_types([c.copy_type for c in columns])
+        for batch in batches:
+            for row in batch:
+                copy.write_row(row)
+            written += len(batch)
+    return written
+
+
+def _copy_month(cur, duck: duckdb.DuckDBPyConnection, schema: str, target: str, table: str,
+                columns: list[_Column], month: date) -> int:
+    """COPY one month of DuckDB's view `table` (its Parquet partition: the filter prunes the others)."""
+    started = time.monotonic()
+    result = duck.execute(f"SELECT {_select_list(columns)} FROM main.{_duck_ident(table)} "
+                          "WHERE as_of_month = ?", [month])
+    written = _copy_rows(cur, schema, target, columns, iter(lambda: result.fetchmany(COPY_BATCH_ROWS), []))
+    log.debug("%s %s: %d rows copied in %.2f s", table, f"{month:%Y-%m}", written, time.monotonic() - started)
+    return written
+
+
+def _month_stats(duck: duckdb.DuckDBPyConnection, cur, schema: str, target: str, table: str,
+                 columns: list[_Column], months: list[date]) -> tuple[dict[date, tuple], dict[date, tuple]]:
+    """Per month: (row count, exact sum of every DECIMAL column) in DuckDB's `table` and in `schema.target`."""
+    money = [c.name for c in columns if c.is_decimal]
+    duck_rows = duck.execute(
+        f"SELECT as_of_month, {', '.join(['count(*)', *(f'sum({_duck_ident(c)})' for c in money)])} "
+        f"FROM main.{_duck_ident(table)} WHERE as_of_month IN ({', '.join('?' * len(months))}) "
+        "GROUP BY as_of_month", months).fetchall()
+    pg_rows = cur.execute(sql.SQL("SELECT as_of_month, {} FROM {} WHERE as_of_month = ANY(%s) "
+                                  "GROUP BY as_of_month").format(
+        sql.SQL(", ").join([sql.SQL("count(*)"), *(sql.SQL("sum({})").format(_ident(c)) for c in money)]),
+        _ident(schema, target)), [months]).fetchall()
+    return {r[0]: tuple(r[1:]) for r in duck_rows}, {r[0]: tuple(r[1:]) for r in pg_rows}
+
+
+def _check_months(duck: duckdb.DuckDBPyConnection, cur, schema: str, target: str, table: str,
+                  columns: list[_Column], expected: dict[date, int], written: dict[date, int]) -> None:
+    """Each month written (or deleted: 0 rows expected) has the same rows in PostgreSQL as in DuckDB and in
+    `release_months`, and the same exact DECIMAL sums."""
+    months = sorted(expected)
+    if not months:
+        return
+    duck_stats, pg_stats = _month_stats(duck, cur, schema, target, table, columns, months)
+    empty = (0, *[None] * sum(c.is_decimal for c in columns))
+    for month in months:
+        in_duck, in_pg = duck_stats.get(month, empty), pg_stats.get(month, empty)
+        if not expected[month] == written[month] == in_duck[0] == in_pg[0]:
+            raise ValueError(f"{month:%Y-%m}: {in_pg[0]} rows loaded, {written[month]} written, {in_duck[0]} in "
+                             f"published.duckdb, {expected[month]} in its {MONTH_TABLE}")
+        if in_pg[1:] != in_duck[1:]:
+            raise ValueError(f"{month:%Y-%m}: DECIMAL sums differ: {in_pg[1:]} in PostgreSQL, {in_duck[1:]} "
+                             "in published.duckdb")
+
+
+def _check_rows(cur, schema: str, target: str, columns: list[_Column], rows: list[tuple]) -> None:
+    """A small table (release_log, release_months) holds exactly `rows`."""
+    held = cur.execute(sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(_ident(c.name) for c in columns), _ident(schema, target))).fetchall()
+    if Counter(held) != Counter(rows):
+        raise ValueError(f"{len(held)} rows in PostgreSQL are not the {len(rows)} of published.duckdb")
+
+
+# ------------------------------------------------------------------------------------------ month by month
+
+
+@dataclass
+class _Written:
+    months: set[date] = field(default_factory=set)
+    deleted: set[date] = field(default_factory=set)
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def _held_months(cur, schema: str, columns: list[_Column]) -> dict[str, dict[date, tuple]]:
+    """PostgreSQL's `release_months`: per table and month, the row naming the release that wrote it."""
+    names = _names(columns)
+    table_at, month_at = names.index("table_name"), names.index("as_of_month")
+    held: dict[str, dict[date, tuple]] = {}
+    for row in cur.execute(sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(_ident(n) for n in names), _ident(schema, MONTH_TABLE))).fetchall():
+        held.setdefault(row[table_at], {})[row[month_at]] = row
+    return held
+
+
+def _sync_table(cur, duck: duckdb.DuckDBPyConnection, schema: str, table: str, catalog: _Catalog,
+                held: dict[date, tuple], written: _Written, steps: _Steps) -> None:
+    """Replace the months of `table` whose writer differs or that PostgreSQL lacks; delete the months the
+    release no longer has; check them all against DuckDB."""
+    columns, wanted = catalog.columns[table], catalog.writers[table]
+    write = sorted(m for m, writer in wanted.items() if held.get(m) != writer)
+    drop = sorted(m for m in held if m not in wanted)
+    written.rows[table] = 0
+    if not write and not drop:
+        return
+    with steps.step("delete", table):
+        cur.execute(sql.SQL("DELETE FROM {} WHERE as_of_month = ANY(%s)").format(_ident(schema, table)),
+                    [write + drop])
+    rows: dict[date, int] = dict.fromkeys(drop, 0)
+    for month in write:
+        with steps.step("copy", f"{table} ({month:%Y-%m})"):
+            rows[month] = _copy_month(cur, duck, schema, table, table, columns, month)
+    with steps.step("verify", table):
+        expected = dict.fromkeys(drop, 0) | {m: catalog.rows[table][m] for m in write}
+        _check_months(duck, cur, schema, table, table, columns, expected, rows)
+    written.months.update(write)
+    written.deleted.update(drop)
+    written.rows[table] = sum(rows.values())
+
+
+def _sync_rows(cur, schema: str, table: str, columns: list[_Column], rows: list[tuple], steps: _Steps) -> int:
+    """Make a small table (release_log, release_months) hold exactly `rows`, touching only the rows that
+    differ (by primary key); rows inserted."""
+    names = _names(columns)
+    key_at = [names.index(k) for k in PRIMARY_KEYS[table]]
+
+    def key(row: tuple) -> tuple:
+        return tuple(row[i] for i in key_at)
+
+    with steps.step("sync", table):
+        held = {key(r): r for r in cur.execute(sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(_ident(n) for n in names), _ident(schema, table))).fetchall()}
+        wanted = {key(r): r for r in rows}
+        stale = [k for k, row in held.items() if wanted.get(k) != row]
+        new = [row for k, row in wanted.items() if held.get(k) != row]
+        if stale:
+            cur.executemany(sql.SQL("DELETE FROM {} WHERE {}").format(
+                _ident(schema, table), sql.SQL(" AND ").join(
+                    sql.SQL("{} = %s").format(_ident(k)) for k in PRIMARY_KEYS[table])), stale)
+        if new:
+            _copy_rows(cur, schema, table, columns, [new])
+    with steps.step("verify", table):
+        _check_rows(cur, schema, table, columns, rows)
+    return len(new)
+
+
+def _publish_months(cur, duck: duckdb.DuckDBPyConnection, schema: str, catalog: _Catalog,
+                    steps: _Steps) -> _Written:
+    """The incremental path: the served tables are changed in place, month by month."""
+    written = _Written()
+    with steps.step("read", MONTH_TABLE):
+        held = _held_months(cur, schema, catalog.columns[MONTH_TABLE])
+    for table in PUBLISHED_TABLES:
+        _sync_table(cur, duck, schema, table, catalog, held.get(table, {}), written, steps)
+    written.rows[RELEASE_LOG] = _sync_rows(cur, schema, RELEASE_LOG, catalog.columns[RELEASE_LOG],
+                                           catalog.log_rows, steps)
+    written.rows[MONTH_TABLE] = _sync_rows(cur, schema, MONTH_TABLE, catalog.columns[MONTH_TABLE],
+                                           catalog.month_rows, steps)
+    return written
+
+
+# ------------------------------------------------------------------------------------------ whole (first, rebuild)
+
+
+def _load_incoming(cur, duck: duckdb.DuckDBPyConnection, schema: str, table: str, catalog: _Catalog,
+                   written: _Written, steps: _Steps) -> None:
+    """Create `<table>__incoming`, load it whole (a published table month by month), check it, add keys."""
+    incoming, columns = table + INCOMING_SUFFIX, catalog.columns[table]
     with steps.step("create table", table):
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_ident(schema, incoming)))
         cur.execute(sql.SQL("CREATE TABLE {} ({})").format(
             _ident(schema, incoming),
             sql.SQL(", ").join(sql.SQL("{} {}").format(_ident(c.name), sql.SQL(c.pg_type)) for c in columns)))
-    with steps.step("copy", table):
-        expected = duck.execute(f"SELECT count(*) FROM main.{_duck_ident(table)}").fetchone()[0]
-        select = ", ".join(_duck_ident(c.name) for c in columns)
-        result = duck.execute(f"SELECT {select} FROM main.{_duck_ident(table)}")
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-            _ident(schema, incoming), sql.SQL(", ").join(_ident(c.name) for c in columns))
-        written, started = 0, time.monotonic()
-        with cur.copy(copy_sql) as copy:
-            copy.set_types([c.copy_type for c in columns])
-            while batch := result.fetchmany(COPY_BATCH_ROWS):
-                for row in batch:
-                    copy.write_row(row)
-                written += len(batch)
-        log.debug("%s: %d rows copied in %.2f s", table, written, time.monotonic() - started)
-    with steps.step("verify", table):
-        count_sql = sql.SQL("SELECT count(*) FROM {}").format(_ident(schema, incoming))
-        loaded = cur.execute(count_sql).fetchone()[0]
-        if not expected == written == loaded:
-            raise ValueError(f"{loaded} rows loaded, {written} written, {expected} in published.duckdb")
-        duck_sums, pg_sums = _decimal_sums(duck, cur, schema, table, columns)
-        if pg_sums != duck_sums:
-            raise ValueError(f"DECIMAL sums differ: {pg_sums} in PostgreSQL, {duck_sums} in published.duckdb")
-    if _has_key_columns(table, columns):
-        with steps.step("primary key", table):
+        cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(_ident(schema, incoming), sql.Literal(
+            f"{table} of the customer tiering releases, copied from published.duckdb; "
+            + ("which release wrote each month: release_months. " if table in PUBLISHED_TABLES else "")
+            + "See the README, Published tables.")))
+    if table in PUBLISHED_TABLES:
+        rows: dict[date, int] = {}
+        for month in sorted(catalog.writers[table]):
+            with steps.step("copy", f"{table} ({month:%Y-%m})"):
+                rows[month] = _copy_month(cur, duck, schema, incoming, table, columns, month)
+        with steps.step("verify", table):
+            _check_months(duck, cur, schema, incoming, table, columns, catalog.rows[table], rows)
+            total = duck.execute(f"SELECT count(*) FROM main.{_duck_ident(table)}").fetchone()[0]
+            if total != sum(rows.values()):
+                raise ValueError(f"{total} rows in published.duckdb, {sum(rows.values())} in the months its "
+                                 f"{MONTH_TABLE} lists")
+        written.months.update(rows)
+        written.rows[table] = sum(rows.values())
+    else:
+        small = catalog.log_rows if table == RELEASE_LOG else catalog.month_rows
+        with steps.step("copy", table):
+            written.rows[table] = _copy_rows(cur, schema, incoming, columns, [small])
+        with steps.step("verify", table):
+            _check_rows(cur, schema, incoming, columns, small)
+    with steps.step("primary key", table):
+        if _has_key_columns(table, columns):
             cur.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
                 _ident(schema, incoming), sql.SQL(", ").join(_ident(c) for c in PRIMARY_KEYS[table])))
-    return expected
-
-
-def _has_key_columns(table: str, columns: list[_Column]) -> bool:
-    return table in PRIMARY_KEYS and set(PRIMARY_KEYS[table]) <= {c.name for c in columns}
+        if _needs_month_index(table, columns):
+            cur.execute(sql.SQL("CREATE INDEX {} ON {} (as_of_month)").format(
+                _ident(incoming + MONTH_INDEX_SUFFIX), _ident(schema, incoming)))
 
 
 def _swap(cur, schema: str, columns: dict[str, list[_Column]], steps: _Steps) -> None:
@@ -295,6 +571,21 @@ def _swap(cur, schema: str, columns: dict[str, list[_Column]], steps: _Steps) ->
             if _has_key_columns(table, columns[table]):
                 cur.execute(sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
                     _ident(schema, table), _ident(f"{table}{INCOMING_SUFFIX}_pkey"), _ident(f"{table}_pkey")))
+            if _needs_month_index(table, columns[table]):
+                cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    _ident(schema, table + INCOMING_SUFFIX + MONTH_INDEX_SUFFIX),
+                    _ident(table + MONTH_INDEX_SUFFIX)))
+
+
+def _rebuild(cur, duck: duckdb.DuckDBPyConnection, schema: str, catalog: _Catalog, steps: _Steps) -> _Written:
+    """The full path (first publication, contract change): every table loaded whole into `__incoming`."""
+    written = _Written()
+    for table in RELEASE_TABLES:
+        _load_incoming(cur, duck, schema, table, catalog, written, steps)
+    return written
+
+
+# ------------------------------------------------------------------------------------------ consumers
 
 
 def _grant(cur, schema: str, reader_role: str, steps: _Steps) -> None:
@@ -315,22 +606,23 @@ def _grant(cur, schema: str, reader_role: str, steps: _Steps) -> None:
 
 
 def _comment(cur, schema: str, release_id: str, as_of_month: date, steps: _Steps) -> None:
+    # The schema only: a table comment would lock its table against autovacuum (tables get theirs once).
     with steps.step("comments"):
         cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(_ident(schema), sql.Literal(
-            f"Customer tiering release {release_id} ({as_of_month:%Y-%m}), copied from published.duckdb; "
-            "replaced whole by each publication. Read via the reader role.")))
-        for table in RELEASE_TABLES:
-            cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(_ident(schema, table), sql.Literal(
-                f"{table} of release {release_id} ({as_of_month:%Y-%m}); see the README, Published tables.")))
+            f"Customer tiering, release {release_id} ({as_of_month:%Y-%m}), copied from published.duckdb "
+            f"month by month: {MONTH_TABLE} says which release wrote each month. Read via the reader role.")))
 
 
 def publish_to_postgres(published_db: Path, url: str, *, schema: str = "tiering",
                         reader_role: str = "tiering_reader", lock_timeout_s: float = 60,
                         hook: Callable[[str], None] | None = None) -> PostgresPublication:
-    """Replace the release tables in `schema` at `url` by those of `published_db`, in one transaction.
+    """Bring the release tables in `schema` at `url` to the release of `published_db`, in one transaction.
 
-    `lock_timeout_s` bounds the wait for consumers' locks at the swap (0: no limit). `hook` (tests) is
-    called with "loaded" once the new tables are loaded (old ones still served), "swapped" before COMMIT.
+    Incremental (only the months whose writer differs, see the module docstring) when the schema's tables
+    have the catalog's columns; whole, with a swap, the first time or after a contract change.
+    `lock_timeout_s` bounds every wait for a lock, consumers' at the swap above all (0: no limit). `hook`
+    (tests) is called with "loaded" once every table is written and checked (nothing swapped, granted or
+    committed yet), and "before commit".
     """
     published_db = Path(published_db)
     target = redact_url(url)
@@ -346,43 +638,51 @@ def publish_to_postgres(published_db: Path, url: str, *, schema: str = "tiering"
         duck = duckdb.connect(str(published_db), read_only=True)
     try:
         with steps.step("read published.duckdb"):
-            present = {r[0] for r in duck.execute("SELECT table_name FROM information_schema.tables "
-                                                  "WHERE table_schema = 'main'").fetchall()}
-            missing = [t for t in RELEASE_TABLES if t not in present]
-            if missing:
-                raise ValueError(f"{published_db.name} lacks {', '.join(missing)}")
-            release_id, as_of_month = _current_release(duck)
-        columns = {}
-        for table in RELEASE_TABLES:
-            with steps.step("map types", table):
-                columns[table] = _columns(duck, table)
+            duck.execute("SET enable_progress_bar = false")
+        catalog = _read_catalog(duck, published_db, steps)
         pg = _connect(url)
         try:
-            counts: dict[str, int] = {}
             with steps.step("commit"), pg.transaction(), pg.cursor() as cur:
                 with steps.step("begin"):
                     cur.execute("SELECT set_config('lock_timeout', %s, true)",
                                 [f"{int(lock_timeout_s * 1000)}ms"])
-                    # One publisher per schema at a time: the second waits here, then replaces the first.
+                    # One publisher per schema at a time: the second waits here, then mirrors its catalog.
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tiering-publish:{schema}"])
                     cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(_ident(schema)))
-                for table in RELEASE_TABLES:
-                    counts[table] = _load_table(cur, duck, schema, table, columns[table], steps)
+                with steps.step("read the schema"):
+                    served = _served_columns(cur, schema)
+                changed = _contract_changes(served, catalog.columns)
+                mode = "first" if not served else "rebuild" if changed else "incremental"
+                if mode == "rebuild":
+                    log.info("PostgreSQL schema %s: %s differ from published.duckdb (contract change): "
+                             "every table is rebuilt", schema, ", ".join(changed))
+                if mode == "incremental":
+                    written = _publish_months(cur, duck, schema, catalog, steps)
+                else:
+                    written = _rebuild(cur, duck, schema, catalog, steps)
                 if hook:
                     with steps.step("hook loaded"):
                         hook("loaded")
-                _swap(cur, schema, columns, steps)
+                if mode != "incremental":
+                    _swap(cur, schema, catalog.columns, steps)
                 _grant(cur, schema, reader_role, steps)
-                _comment(cur, schema, release_id, as_of_month, steps)
+                _comment(cur, schema, catalog.release_id, catalog.as_of_month, steps)
                 if hook:
-                    with steps.step("hook swapped"):
-                        hook("swapped")
+                    with steps.step("hook before commit"):
+                        hook("before commit")
         finally:
             pg.close()
     finally:
         duck.close()
-    log.info("published release %s (%s) to PostgreSQL %s, schema %s, in %.1f s: %s", release_id,
-             f"{as_of_month:%Y-%m}", target, schema, time.monotonic() - started,
-             ", ".join(f"{t} {n}" for t, n in counts.items()))
-    return PostgresPublication(release_id=release_id, as_of_month=as_of_month, schema=schema,
-                               reader_role=reader_role, row_counts=counts, target=target)
+    counts = {t: sum(catalog.rows[t].values()) for t in PUBLISHED_TABLES}
+    counts |= {RELEASE_LOG: len(catalog.log_rows), MONTH_TABLE: len(catalog.month_rows)}
+    months = tuple(sorted(written.months))
+    log.info("published release %s (%s) to PostgreSQL %s, schema %s, %s, in %.1f s: months written %s%s; "
+             "rows written %s", catalog.release_id, f"{catalog.as_of_month:%Y-%m}", target, schema, mode,
+             time.monotonic() - started, ", ".join(f"{m:%Y-%m}" for m in months) or "none",
+             f", deleted {', '.join(f'{m:%Y-%m}' for m in sorted(written.deleted))}" if written.deleted else "",
+             ", ".join(f"{t} {n}" for t, n in written.rows.items()))
+    return PostgresPublication(release_id=catalog.release_id, as_of_month=catalog.as_of_month, schema=schema,
+                               reader_role=reader_role, row_counts=counts, target=target, mode=mode,
+                               months_written=months, months_deleted=tuple(sorted(written.deleted)),
+                               rows_written=written.rows)

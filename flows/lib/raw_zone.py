@@ -104,7 +104,8 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     for table in SNAPSHOT_TABLES:
         shape = shapes()[table]
         columns = ", ".join(f"{name} {sql_type}" for name, sql_type in shape.columns)
-        con.execute(f"CREATE TABLE IF NOT EXISTS raw_state.{table_name(table)} ({columns})")
+        # line_text: the record as delivered, so an identical line the next day skips the field checks.
+        con.execute(f"CREATE TABLE IF NOT EXISTS raw_state.{table_name(table)} ({columns}, line_text VARCHAR)")
     refresh_views(con, warehouse)
 
 
@@ -195,14 +196,18 @@ def _copy(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path) -> int:
     return int(con.execute(f"COPY ({select_sql}) TO {_sql_text(str(target))} ({PARQUET_OPTIONS})").fetchone()[0])
 
 
-def _diff_sql(shape: TableShape, current: str, previous: str) -> str:
-    """Change rows turning snapshot `previous` into `current` (both relation names), in key order."""
+def _diff_sql(shape: TableShape, current: str, previous: str, skip_reused: bool = False) -> str:
+    """Change rows turning snapshot `previous` into `current` (both relation names), in key order.
+
+    `skip_reused`: rows of `current` flagged is_reused are known equal to `previous` and not compared.
+    """
     key, names = shape.key, shape.names
     differs = " OR ".join(f"c.{n} IS DISTINCT FROM p.{n}" for n in names if n != key)
     cols = ", ".join(f"c.{n}" for n in names)
     pcols = ", ".join(f"p.{n}" for n in names)
+    compared = f"(SELECT * FROM {current} WHERE NOT is_reused)" if skip_reused else current
     return f"""
-        SELECT {cols}, false AS is_deleted FROM {current} AS c LEFT JOIN {previous} AS p ON p.{key} = c.{key}
+        SELECT {cols}, false AS is_deleted FROM {compared} AS c LEFT JOIN {previous} AS p ON p.{key} = c.{key}
         WHERE p.{key} IS NULL OR {differs}
         UNION ALL
         SELECT {pcols}, true AS is_deleted FROM {previous} AS p ANTI JOIN {current} AS c ON c.{key} = p.{key}
@@ -259,16 +264,24 @@ def _stage_snapshot(con: duckdb.DuckDBPyConnection, warehouse: Path, staged: Sta
     later = [d for d in loaded if d > day]
     latest = loaded[-1] if loaded else None
     new = snapshot_temp(table)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT {', '.join(shape.names)} FROM ({select_sql})")
+    found = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM ({select_sql})").fetchall()}
+    text = "line_text" if "line_text" in found else "CAST(NULL AS VARCHAR) AS line_text"
+    reused = "is_reused" if "is_reused" in found else "false AS is_reused"
+    # A view over the caller's (already materialised) rows: the big snapshot is not copied again.
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {new} AS "
+                f"SELECT {', '.join(shape.names)}, {text}, {reused} FROM ({select_sql})")
     if latest is not None and day > latest:
-        previous = f"raw_state.{name}"  # the everyday case: the state table is the previous snapshot
-    elif earlier:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE snapshot_previous AS {state_at_sql(table, earlier[-1])}")
-        previous = "snapshot_previous"
+        # The everyday case: the state table is the previous snapshot, and rows whose line was identical
+        # to it (is_reused) cannot have changed; only the others are compared field by field.
+        diff = _diff_sql(shape, new, f"raw_state.{name}", skip_reused=True)
     else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE snapshot_previous AS SELECT {shape.typed_nulls()} WHERE false")
-        previous = "snapshot_previous"
-    rows = _copy(con, _diff_sql(shape, new, previous), target)
+        if earlier:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE snapshot_previous AS {state_at_sql(table, earlier[-1])}")
+        else:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE snapshot_previous AS SELECT {shape.typed_nulls()} "
+                        "WHERE false")
+        diff = _diff_sql(shape, new, "snapshot_previous")
+    rows = _copy(con, diff, target)
     if later:
         # The next loaded date's file was diffed against the old snapshot of this date: re-diff it.
         following = later[0]
@@ -301,22 +314,23 @@ def apply_staged(con: duckdb.DuckDBPyConnection, warehouse: Path, staged: Staged
                     [raw_file, rows, following, f"CBS_{table}"])
     for table, mode in staged.new_state.items():
         name, key = table_name(table), shapes()[table].key
+        columns = ", ".join([*shapes()[table].names, "line_text"])
         if mode == "replace":
             con.execute(f"DELETE FROM raw_state.{name}")
-            con.execute(f"INSERT INTO raw_state.{name} SELECT * FROM {snapshot_temp(table)}")
+            con.execute(f"INSERT INTO raw_state.{name} SELECT {columns} FROM {snapshot_temp(table)}")
             continue
         # Only the keys that changed: a 1 M-customer snapshot changes by a few hundred rows a day.
-        raw_file = _sql_text(str(Path(warehouse) / staged.entries[table][0]))
-        con.execute(f"DELETE FROM raw_state.{name} WHERE {key} IN (SELECT {key} FROM read_parquet({raw_file}, hive_partitioning = false))")
-        con.execute(f"INSERT INTO raw_state.{name} SELECT * EXCLUDE (is_deleted) FROM read_parquet({raw_file}, hive_partitioning = false) "
-                    "WHERE NOT is_deleted")
+        changes = f"read_parquet({_sql_text(str(Path(warehouse) / staged.entries[table][0]))}, hive_partitioning = false)"
+        con.execute(f"DELETE FROM raw_state.{name} WHERE {key} IN (SELECT {key} FROM {changes})")
+        con.execute(f"INSERT INTO raw_state.{name} SELECT {columns} FROM {snapshot_temp(table)} AS n "
+                    f"SEMI JOIN (SELECT {key} FROM {changes} WHERE NOT is_deleted) AS c ON c.{key} = n.{key}")
     refresh_views(con, warehouse)
 
 
 def drop_temps(con: duckdb.DuckDBPyConnection) -> None:
     """Drop the temp tables `stage_batch` made."""
-    names = [snapshot_temp(t) for t in SNAPSHOT_TABLES] + ["snapshot_previous", "snapshot_following"]
-    con.execute("; ".join(f"DROP TABLE IF EXISTS temp.{n}" for n in names))
+    con.execute("; ".join(f"DROP VIEW IF EXISTS temp.{snapshot_temp(t)}" for t in SNAPSHOT_TABLES))
+    con.execute("; ".join(f"DROP TABLE IF EXISTS temp.{n}" for n in ("snapshot_previous", "snapshot_following")))
 
 
 def remove_orphans(con: duckdb.DuckDBPyConnection, warehouse: Path) -> list[Path]:

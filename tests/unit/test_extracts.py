@@ -1,4 +1,4 @@
-"""Ingestion (landing → raw) on a real DuckDB file: a test per bad-input row of the spec and check family."""
+"""Ingestion (landing → raw zone) on a real DuckDB file: a test per bad-input row of the spec and check family."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.lib import extracts
+from flows.lib import extracts, raw_zone
 from flows.lib.extracts import TABLES, IngestReport, decode_lines, ensure_schema, ingest_batches
 from tests.support.batches import rows_with, sample_rows, write_batch, write_ok
 
 D = dt.date(2025, 3, 31)
 TAG = "20250331"
+FACTS = ("BALANCE", "TXN", "FX_RATE")
+SNAPSHOTS = ("CUSTOMER", "ACCOUNT", "LOAN")
 
 
 def ingest(tmp_path: Path, **kwargs) -> IngestReport:
@@ -30,11 +32,31 @@ def query(tmp_path: Path, sql: str, params: list | None = None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
 
 
-def snapshot(tmp_path: Path) -> dict[str, list[tuple]]:
-    """Every row of every raw and audit table except the attempt log, in a stable order."""
-    names = [f"raw.cbs_{t.lower()}" for t in TABLES] + ["audit.batch_log", "audit.quarantine"]
+def delivered(table: str, day: dt.date = D) -> str:
+    """A relation of the `table` records loaded for `day`: the fact view's rows of that date, or for a
+    snapshot table the snapshot delivered that day, rebuilt from the change history."""
+    if table in SNAPSHOTS:
+        return f"({raw_zone.state_at_sql(table, day)})"
+    return f"(SELECT * EXCLUDE (batch_date) FROM raw.cbs_{table.lower()} WHERE batch_date = DATE '{day}')"
+
+
+def raw_files(tmp_path: Path) -> list[str]:
+    """The Parquet files of the raw zone, relative to the warehouse (load ids make the names unique)."""
+    warehouse = tmp_path / "wh"
+    return sorted(str(p.relative_to(warehouse)) for p in (warehouse / "raw").rglob("*.parquet"))
+
+
+def snapshot(tmp_path: Path) -> dict[str, list]:
+    """Every row of every raw view, raw_state and audit table except the attempt log, and the raw files."""
+    names = (
+        [f"raw.cbs_{t.lower()}" for t in FACTS]
+        + [f"raw.cbs_{t.lower()}_{kind}" for t in SNAPSHOTS for kind in ("changes", "versions")]
+        + [f"raw_state.cbs_{t.lower()}" for t in SNAPSHOTS]
+        + ["audit.batch_log", "audit.quarantine"]
+    )
     with duckdb.connect(str(tmp_path / "wh" / "tiering.duckdb"), read_only=True) as con:
-        return {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
+        rows = {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
+    return rows | {"files": raw_files(tmp_path)}
 
 
 def quarantine(tmp_path: Path) -> list[tuple]:
@@ -42,14 +64,16 @@ def quarantine(tmp_path: Path) -> list[tuple]:
 
 
 def assert_all_accounted(tmp_path: Path, result) -> None:
-    """Every record read is either in raw or in the quarantine, per table, in the report and in the tables."""
+    """Every record read is either in raw or in the quarantine, per table, in the report and in the tables;
+    the batch_log row names the Parquet file of the batch and how many rows it holds."""
     assert set(result.tables) == set(TABLES)
-    with duckdb.connect(str(tmp_path / "wh" / "tiering.duckdb"), read_only=True) as con:
+    warehouse = tmp_path / "wh"
+    with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
         for table, counts in result.tables.items():
             assert counts.loaded + counts.quarantined == counts.records, table
             stored = con.execute(
                 f"""
-                SELECT (SELECT count(*) FROM raw.cbs_{table.lower()} WHERE batch_date = $d),
+                SELECT (SELECT count(*) FROM {delivered(table, result.batch_date)}),
                        (SELECT count(*) FROM audit.quarantine WHERE batch_date = $d AND table_name = $t),
                        (SELECT [records, loaded, quarantined] FROM audit.batch_log
                         WHERE batch_date = $d AND table_name = $t)""",
@@ -60,6 +84,15 @@ def assert_all_accounted(tmp_path: Path, result) -> None:
                 counts.quarantined,
                 [counts.records, counts.loaded, counts.quarantined],
             ), table
+            raw_file, stored_rows = con.execute(
+                "SELECT raw_file, stored_rows FROM audit.batch_log WHERE batch_date = ? AND table_name = ?",
+                [result.batch_date, f"CBS_{table}"],
+            ).fetchone()
+            assert raw_file.startswith(f"raw/cbs_{table.lower()}/batch_date={result.batch_date}/part-"), table
+            in_file = con.execute("SELECT count(*) FROM read_parquet(?)", [str(warehouse / raw_file)]).fetchone()
+            assert in_file == (stored_rows,), table
+            if table in FACTS:
+                assert stored_rows == counts.loaded, table  # facts keep every accepted record
 
 
 def mutated(table: str, index: int, field: int, value) -> dict:
@@ -70,42 +103,75 @@ def mutated(table: str, index: int, field: int, value) -> dict:
 
 # ------------------------------------------------------------------------------------------ schema & good
 
+# Written out from docs/ARCHITECTURE.md, independently of the field specs in the code: the fields of each
+# extract table with their SQL types.
+FIELDS = {
+    "cbs_customer": """cust_id VARCHAR, cust_type VARCHAR, cust_name VARCHAR, cert_type VARCHAR,
+        cert_no VARCHAR, mobile VARCHAR, birth_date DATE, gender VARCHAR, education VARCHAR,
+        occupation VARCHAR, monthly_income DECIMAL(18,2), industry_code VARCHAR, branch_id VARCHAR,
+        open_date DATE, kyc_risk_level VARCHAR, status VARCHAR""",
+    "cbs_account": """acct_id VARCHAR, cust_id VARCHAR, product_type VARCHAR, currency VARCHAR,
+        open_date DATE, close_date DATE, status VARCHAR""",
+    "cbs_balance": "acct_id VARCHAR, bal_date DATE, balance DECIMAL(18,2), currency VARCHAR",
+    "cbs_txn": """txn_id VARCHAR, acct_id VARCHAR, txn_time TIMESTAMP, txn_type VARCHAR,
+        amount DECIMAL(18,2), currency VARCHAR, channel VARCHAR, cash_flag VARCHAR,
+        counterparty_country VARCHAR""",
+    "cbs_loan": """loan_id VARCHAR, cust_id VARCHAR, acct_id VARCHAR, loan_type VARCHAR,
+        principal DECIMAL(18,2), outstanding DECIMAL(18,2), currency VARCHAR, dpd INTEGER,
+        five_class VARCHAR, maturity_date DATE""",
+    "cbs_fx_rate": "currency VARCHAR, rate_date DATE, cny_per_unit DECIMAL(18,6)",
+}
+RAW_VIEWS = (
+    {f"cbs_{t.lower()}": "batch_date DATE, " + FIELDS[f"cbs_{t.lower()}"] for t in FACTS}
+    | {f"cbs_{t.lower()}_changes": "batch_date DATE, is_deleted BOOLEAN, " + FIELDS[f"cbs_{t.lower()}"]
+       for t in SNAPSHOTS}
+    | {f"cbs_{t.lower()}_versions": "valid_from DATE, valid_to DATE, " + FIELDS[f"cbs_{t.lower()}"]
+       for t in SNAPSHOTS}
+)
+AUDIT_TABLES = {
+    "batch_log": """batch_date DATE, table_name VARCHAR, file_name VARCHAR, records BIGINT, loaded BIGINT,
+        quarantined BIGINT, byte_size BIGINT, md5 VARCHAR, encoding VARCHAR, status VARCHAR,
+        message VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, load_id VARCHAR, raw_file VARCHAR,
+        stored_rows BIGINT""",
+    "quarantine": """batch_date DATE, table_name VARCHAR, file_name VARCHAR, line_no BIGINT,
+        raw_text VARCHAR, reason VARCHAR, quarantined_at TIMESTAMP""",
+    "load_attempt": "batch_date DATE, outcome VARCHAR, message VARCHAR, attempted_at TIMESTAMP",
+}
+
+
+def assert_contract(con: duckdb.DuckDBPyConnection) -> None:
+    def columns(schema: str, name: str) -> str:
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [schema, name],
+        ).fetchall()
+        return ", ".join(f"{c} {t}" for c, t in rows)
+
+    # raw holds views only (over the Parquet raw zone), exactly these, each with exactly these columns.
+    assert sorted(con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'raw'"
+    ).fetchall()) == sorted((name, "VIEW") for name in RAW_VIEWS)
+    for name, expected in RAW_VIEWS.items():
+        assert columns("raw", name) == " ".join(expected.split()), name
+    for name, expected in AUDIT_TABLES.items():
+        assert columns("audit", name) == " ".join(expected.split()), name
+
 
 def test_schema_is_exactly_the_architecture_contract(tmp_path):
-    # Written out from docs/ARCHITECTURE.md, independently of the field specs in the code.
-    expected = {
-        "cbs_customer": """batch_date DATE, cust_id VARCHAR, cust_type VARCHAR, cust_name VARCHAR,
-            cert_type VARCHAR, cert_no VARCHAR, mobile VARCHAR, birth_date DATE, gender VARCHAR,
-            education VARCHAR, occupation VARCHAR, monthly_income DECIMAL(18,2), industry_code VARCHAR,
-            branch_id VARCHAR, open_date DATE, kyc_risk_level VARCHAR, status VARCHAR""",
-        "cbs_account": """batch_date DATE, acct_id VARCHAR, cust_id VARCHAR, product_type VARCHAR,
-            currency VARCHAR, open_date DATE, close_date DATE, status VARCHAR""",
-        "cbs_balance": """batch_date DATE, acct_id VARCHAR, bal_date DATE, balance DECIMAL(18,2),
-            currency VARCHAR""",
-        "cbs_txn": """batch_date DATE, txn_id VARCHAR, acct_id VARCHAR, txn_time TIMESTAMP, txn_type VARCHAR,
-            amount DECIMAL(18,2), currency VARCHAR, channel VARCHAR, cash_flag VARCHAR,
-            counterparty_country VARCHAR""",
-        "cbs_loan": """batch_date DATE, loan_id VARCHAR, cust_id VARCHAR, acct_id VARCHAR, loan_type VARCHAR,
-            principal DECIMAL(18,2), outstanding DECIMAL(18,2), currency VARCHAR, dpd INTEGER,
-            five_class VARCHAR, maturity_date DATE""",
-        "cbs_fx_rate": "batch_date DATE, currency VARCHAR, rate_date DATE, cny_per_unit DECIMAL(18,6)",
-        "batch_log": """batch_date DATE, table_name VARCHAR, file_name VARCHAR, records BIGINT, loaded BIGINT,
-            quarantined BIGINT, byte_size BIGINT, md5 VARCHAR, encoding VARCHAR, status VARCHAR,
-            message VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP""",
-        "quarantine": """batch_date DATE, table_name VARCHAR, file_name VARCHAR, line_no BIGINT,
-            raw_text VARCHAR, reason VARCHAR, quarantined_at TIMESTAMP""",
-        "load_attempt": "batch_date DATE, outcome VARCHAR, message VARCHAR, attempted_at TIMESTAMP",
-    }
     with duckdb.connect(str(tmp_path / "t.duckdb")) as con:
-        ensure_schema(con)
+        ensure_schema(con)  # warehouse = the database file's folder
         ensure_schema(con)  # idempotent
-        for table, columns in expected.items():
-            rows = con.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = ? ORDER BY ordinal_position",
-                [table],
-            ).fetchall()
-            assert ", ".join(f"{c} {t}" for c, t in rows) == " ".join(columns.split())
+        assert_contract(con)  # empty views are typed too
+        assert con.execute("SELECT count(*) FROM raw.cbs_customer_versions").fetchone() == (0,)
+    with duckdb.connect(":memory:") as con, pytest.raises(ValueError, match="pass warehouse="):
+        ensure_schema(con)
+    # Once a batch is loaded the views read Parquet files: their column types come from the files.
+    write_batch(tmp_path / "landing", D)
+    ingest(tmp_path)
+    with duckdb.connect(str(tmp_path / "wh" / "tiering.duckdb"), read_only=True) as con:
+        assert_contract(con)
+        assert con.execute("SELECT count(*) FROM raw.cbs_customer_versions").fetchone() == (3,)
 
 
 def test_good_batch_loads_typed_and_logged(tmp_path):
@@ -117,21 +183,26 @@ def test_good_batch_loads_typed_and_logged(tmp_path):
     assert result.quarantined == 0
     assert_all_accounted(tmp_path, result)
     assert query(
-        tmp_path, "SELECT cust_name, birth_date, monthly_income FROM raw.cbs_customer WHERE cust_id = 'C001'"
+        tmp_path,
+        f"SELECT cust_name, birth_date, monthly_income FROM {delivered('CUSTOMER')} WHERE cust_id = 'C001'",
     ) == [("张三", dt.date(1990, 1, 1), Decimal("25000.00"))]
+    # The first batch's versions start on its date and are current.
+    assert query(
+        tmp_path, "SELECT cust_id, valid_from, valid_to FROM raw.cbs_customer_versions ORDER BY cust_id"
+    ) == [("C001", D, None), ("C002", D, None), ("C003", D, None)]
     assert query(
         tmp_path, "SELECT acct_id, bal_date, balance FROM raw.cbs_balance ORDER BY acct_id LIMIT 2"
     ) == [("A001", D, Decimal("1000.50")), ("A002", D, Decimal("200.00"))]
     assert query(
         tmp_path, "SELECT txn_time, amount, counterparty_country FROM raw.cbs_txn WHERE txn_id = 'T002'"
     ) == [(dt.datetime(2025, 3, 31, 10, 15), Decimal("50.25"), "US")]
-    assert query(tmp_path, "SELECT dpd, maturity_date FROM raw.cbs_loan") == [(0, dt.date(2045, 1, 1))]
+    assert query(tmp_path, f"SELECT dpd, maturity_date FROM {delivered('LOAN')}") == [(0, dt.date(2045, 1, 1))]
     assert query(tmp_path, "SELECT cny_per_unit FROM raw.cbs_fx_rate WHERE currency = 'USD'") == [
         (Decimal("7.123456"),)
     ]
     assert query(
         tmp_path,
-        "SELECT close_date, mobile FROM raw.cbs_account JOIN raw.cbs_customer USING (cust_id) "
+        f"SELECT close_date, mobile FROM {delivered('ACCOUNT')} JOIN {delivered('CUSTOMER')} USING (cust_id) "
         "WHERE acct_id = 'A004'",
     ) == [(None, None)]  # empty field = NULL
     data = (folder / f"CBS_BALANCE_{TAG}.dat").read_bytes()
@@ -141,6 +212,19 @@ def test_good_batch_loads_typed_and_logged(tmp_path):
         "FROM audit.batch_log WHERE table_name = 'CBS_BALANCE'",
     ) == [(f"CBS_BALANCE_{TAG}.dat", len(data), hashlib.md5(data).hexdigest(), "GBK", "LOADED", True)]
     assert query(tmp_path, "SELECT outcome FROM audit.load_attempt") == [("loaded",)]
+    # One load id names the batch's six files, one per table in its date partition; the first snapshot
+    # of a table is stored whole (every row is new), nothing deleted.
+    ((load_id,),) = query(tmp_path, "SELECT DISTINCT load_id FROM audit.batch_log")
+    logged = query(tmp_path, "SELECT table_name, raw_file, stored_rows FROM audit.batch_log ORDER BY 1")
+    assert logged == sorted(
+        (f"CBS_{t}", f"raw/cbs_{t.lower()}/batch_date=2025-03-31/part-{load_id}.parquet", len(rows))
+        for t, rows in sample_rows(D).items()
+    )
+    assert raw_files(tmp_path) == sorted(f for _, f, _ in logged)
+    assert query(tmp_path, "SELECT count(*) FROM raw.cbs_customer_changes WHERE is_deleted") == [(0,)]
+    assert query(tmp_path, "SELECT batch_date, cny_per_unit FROM raw.cbs_fx_rate WHERE currency = 'HKD'") == [
+        (D, Decimal("0.912000"))
+    ]
 
 
 def test_money_and_rates_are_exact_decimals(tmp_path):
@@ -161,7 +245,7 @@ def test_utf8_batch_loads(tmp_path):
     (result,) = ingest(tmp_path).batches
     assert (result.outcome, result.quarantined) == ("loaded", 0)
     assert query(tmp_path, "SELECT DISTINCT encoding FROM audit.batch_log") == [("UTF-8",)]
-    assert query(tmp_path, "SELECT cust_name FROM raw.cbs_customer WHERE cust_id = 'C002'") == [
+    assert query(tmp_path, f"SELECT cust_name FROM {delivered('CUSTOMER')} WHERE cust_id = 'C002'") == [
         ("华夏贸易有限公司",)
     ]
 
@@ -186,7 +270,7 @@ def test_gbk_name_with_pipe_as_second_byte_is_not_split(tmp_path):
     write_batch(tmp_path / "landing", D, mutated("CUSTOMER", 0, 2, name))
     (result,) = ingest(tmp_path).batches
     assert (result.outcome, result.quarantined) == ("loaded", 0)
-    assert query(tmp_path, "SELECT cust_name, cert_type FROM raw.cbs_customer WHERE cust_id = 'C001'") == [
+    assert query(tmp_path, f"SELECT cust_name, cert_type FROM {delivered('CUSTOMER')} WHERE cust_id = 'C001'") == [
         (name, "01")
     ]
 
@@ -195,7 +279,7 @@ def test_trailing_carriage_return_is_tolerated(tmp_path):
     write_batch(tmp_path / "landing", D, newline="\r\n")
     (result,) = ingest(tmp_path).batches
     assert (result.outcome, result.quarantined) == ("loaded", 0)
-    assert query(tmp_path, "SELECT DISTINCT status FROM raw.cbs_customer ORDER BY 1") == [("A",), ("D",)]
+    assert query(tmp_path, f"SELECT DISTINCT status FROM {delivered('CUSTOMER')} ORDER BY 1") == [("A",), ("D",)]
     assert query(tmp_path, "SELECT cny_per_unit FROM raw.cbs_fx_rate WHERE currency = 'USD'") == [
         (Decimal("7.123456"),)
     ]
@@ -360,7 +444,7 @@ def test_undecodable_line_is_quarantined_and_the_rest_loads(tmp_path):
             "undecodable bytes in GBK",
         )
     ]
-    assert query(tmp_path, "SELECT cust_name FROM raw.cbs_customer WHERE cust_id = 'C002'") == [
+    assert query(tmp_path, f"SELECT cust_name FROM {delivered('CUSTOMER')} WHERE cust_id = 'C002'") == [
         ("华夏贸易有限公司",)
     ]
     assert_all_accounted(tmp_path, result)
@@ -561,7 +645,7 @@ def test_duplicate_keys_keep_the_first(tmp_path):
         ("CBS_FX_RATE", 3, "duplicate currency USD"),
         ("CBS_TXN", 4, "duplicate txn_id T001"),
     ]
-    assert query(tmp_path, "SELECT cust_name FROM raw.cbs_customer WHERE cust_id = 'C002'") == [
+    assert query(tmp_path, f"SELECT cust_name FROM {delivered('CUSTOMER')} WHERE cust_id = 'C002'") == [
         ("华夏贸易有限公司",)
     ]
     assert query(tmp_path, "SELECT cny_per_unit FROM raw.cbs_fx_rate WHERE currency = 'USD'") == [
@@ -644,6 +728,7 @@ def test_same_batch_again_is_unchanged_and_totals_never_double(tmp_path):
     assert again.tables == first.tables
     assert snapshot(tmp_path) == before
     assert query(tmp_path, "SELECT sum(balance) FROM raw.cbs_balance") == total
+    assert query(tmp_path, f"SELECT count(*) FROM {delivered('CUSTOMER')}") == [(3,)]
     assert query(tmp_path, "SELECT outcome FROM audit.load_attempt ORDER BY attempted_at") == [
         ("loaded",),
         ("unchanged",),
@@ -670,15 +755,38 @@ def test_different_content_is_refused_unless_forced(tmp_path):
     assert quarantine(tmp_path) == []
     assert query(tmp_path, "SELECT count(*), count(DISTINCT md5) FROM audit.batch_log") == [(6, 6)]
     assert_all_accounted(tmp_path, replaced)
+    # Every table of the date is rewritten under a new load id; the superseded files are gone.
+    ((load_id,),) = query(tmp_path, "SELECT DISTINCT load_id FROM audit.batch_log")
+    assert load_id not in {row[-3] for row in before["audit.batch_log"]}
+    assert raw_files(tmp_path) == sorted(r[0] for r in query(tmp_path, "SELECT raw_file FROM audit.batch_log"))
+    assert all(load_id in f for f in raw_files(tmp_path)) and not set(raw_files(tmp_path)) & set(before["files"])
+    # The replacement of the only date diffs against nothing: the customers are stored whole again.
+    assert query(tmp_path, "SELECT stored_rows FROM audit.batch_log WHERE table_name = 'CBS_CUSTOMER'") == [(3,)]
+    assert query(tmp_path, "SELECT count(*) FROM raw_state.cbs_customer") == [(3,)]
 
 
-def test_force_replaces_identical_content_too(tmp_path):
-    write_batch(tmp_path / "landing", D)
+def test_force_leaves_an_identical_redelivery_unchanged_and_rewrites_nothing(tmp_path):
+    # A replacement restates every month from its month on, so only a changed batch may replace one.
+    days = [D, D + dt.timedelta(days=1)]
+    for day in days:
+        write_batch(tmp_path / "landing", day)
     ingest(tmp_path)
-    before = {k: v for k, v in snapshot(tmp_path).items() if k.startswith("raw.")}
-    (result,) = ingest(tmp_path, force=True).batches
-    assert result.outcome == "replaced"
-    assert {k: v for k, v in snapshot(tmp_path).items() if k.startswith("raw.")} == before
+    before = snapshot(tmp_path)
+    logged = query(tmp_path, "SELECT batch_date, table_name, load_id, raw_file FROM audit.batch_log ORDER BY ALL")
+    written = {f: (tmp_path / "wh" / f).stat().st_mtime_ns for f in before["files"]}
+    for day in days:
+        write_batch(tmp_path / "landing", day)  # delivered again, same bytes
+    report = ingest(tmp_path, force=True)
+    assert [(b.outcome, b.failed) for b in report.batches] == [("unchanged", False)] * 2
+    assert query(
+        tmp_path, "SELECT batch_date, table_name, load_id, raw_file FROM audit.batch_log ORDER BY ALL"
+    ) == logged
+    assert snapshot(tmp_path) == before
+    assert {f: (tmp_path / "wh" / f).stat().st_mtime_ns for f in raw_files(tmp_path)} == written
+    assert query(tmp_path, "SELECT outcome, count(*) FROM audit.load_attempt GROUP BY ALL ORDER BY ALL") == [
+        ("loaded", 2),
+        ("unchanged", 2),
+    ]
 
 
 def test_a_failure_while_writing_rolls_the_batch_back(tmp_path, monkeypatch):
@@ -692,13 +800,18 @@ def test_a_failure_while_writing_rolls_the_batch_back(tmp_path, monkeypatch):
     def fail_first(*args):
         calls.append(args)
         if len(calls) == 1:  # the attempt row written inside the load transaction, just before COMMIT
+            # By now the new files are written: the rollback has to remove them.
+            assert len(raw_files(tmp_path)) == 2 * len(TABLES)
             raise OSError("disk full")
         return original(*args)
 
     monkeypatch.setattr(extracts, "_record_attempt", fail_first)
     (result,) = ingest(tmp_path, force=True).batches
     assert result.outcome == "rejected" and "rolled back" in result.message and "disk full" in result.message
-    assert snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before  # rows, views, raw_state and files on disk
+    assert query(tmp_path, "SELECT balance FROM raw.cbs_balance WHERE acct_id = 'A001'") == [
+        (Decimal("1000.50"),)
+    ]
 
 
 # ------------------------------------------------------------------------------------------ selection
@@ -723,6 +836,30 @@ def test_batches_are_selected_by_date_or_through_and_run_in_order(tmp_path):
     assert query(tmp_path, "SELECT batch_date, count(*) FROM raw.cbs_balance GROUP BY ALL ORDER BY 1") == [
         (D + dt.timedelta(days=i), 5) for i in range(3)
     ]
+    # The snapshot tables were delivered identical every day: each day's state is the full snapshot, and the
+    # change files of the later days hold no rows — also the second day's, loaded before the first one (its
+    # change file was re-diffed when the first day arrived late).
+    for i in range(3):
+        day = D + dt.timedelta(days=i)
+        for table in SNAPSHOTS:
+            assert query(tmp_path, f"SELECT count(*) FROM {delivered(table, day)}") == [
+                (len(sample_rows(day)[table]),)
+            ], (day, table)
+    stored = query(
+        tmp_path,
+        "SELECT batch_date, table_name, stored_rows, raw_file FROM audit.batch_log "
+        "WHERE table_name IN ('CBS_CUSTOMER', 'CBS_ACCOUNT', 'CBS_LOAN') ORDER BY ALL",
+    )
+    assert [(d, t, n) for d, t, n, _ in stored] == [
+        (D + dt.timedelta(days=i), f"CBS_{t}", len(sample_rows(D)[t]) if i == 0 else 0)
+        for i in range(3)
+        for t in sorted(SNAPSHOTS)
+    ]
+    for _, _, rows, raw_file in stored:
+        assert query(tmp_path, "SELECT count(*) FROM read_parquet(?)", [str(tmp_path / "wh" / raw_file)]) == [
+            (rows,)
+        ], raw_file
+    assert raw_files(tmp_path) == sorted(r[0] for r in query(tmp_path, "SELECT raw_file FROM audit.batch_log"))
     with pytest.raises(ValueError):
         ingest(tmp_path, date=D, through=D)
 

@@ -1,9 +1,14 @@
-"""The gate on a hand-built working database: a passing candidate, then one failure per blocking check."""
+"""The gate on a hand-built working database: a passing candidate, then one failure per blocking check.
+
+Raw data is committed to the warehouse's raw zone as ingestion would (tests.support.raw_batches), one batch
+per day; the marts tables are built by hand.
+"""
 
 from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,15 +18,19 @@ import pytest
 
 import flows  # noqa: F401  (no-telemetry environment before GX/Prefect load)
 from flows.gate import GateFailed, gate_flow
+from flows.lib import raw_zone
 from flows.lib.gate import run_checks
 from flows.rules import load_rules
 from flows.settings import DEFAULT_RULES
+from tests.support.raw_batches import load_rows, set_batch_status
 
 AS_OF = date(2026, 10, 31)
 PREV = date(2026, 9, 30)
 RULES = load_rules(DEFAULT_RULES)
 DAYS = 31
 USD_RATE = Decimal("7.100000")
+# Batch dates of the raw zone: the last day of September (outside the month: must be ignored), then October.
+BATCH_DATES = [PREV] + [date(2026, 10, d) for d in range(1, DAYS + 1)]
 
 # cust_id, cust_type, status, name, cert_no, mobile
 CUSTOMERS = [
@@ -32,8 +41,12 @@ CUSTOMERS = [
     ("P005", "P", "A", "钱七", "510101199505051357", "13500004444"),
     ("C001", "C", "A", "兴华贸易有限公司", "91350100MA2XKXXX1", "05911234567"),
     ("C002", "C", "A", "闽江建设集团", "91350100MA2YKYYY2", "05917654321"),
-    ("P006", "P", "C", "孙八", "120101198806062468", "13400005555"),  # closed: no tier
+    ("P006", "P", "C", "孙八", "120101198806062468", "13400005555"),  # closed on 2026-10-20: no tier
 ]
+P006_CLOSED = date(2026, 10, 20)  # status A in the snapshots before: eligible earlier in the month, not at as_of
+# Delivered until 2026-10-10, then dropped from the extract (a tombstone in the change history): no tier.
+GONE = ("P008", "P", "A", "周八", "350101199909099999", "13300006666")
+GONE_AFTER = date(2026, 10, 10)
 # acct_id, cust_id, product_type, currency, daily balance, number of days (from the 1st) with a balance row
 ACCOUNTS = [
     ("A001", "P001", "CASA", "CNY", "5000.00", 31),
@@ -46,6 +59,12 @@ ACCOUNTS = [
     ("A008", "C002", "LOAN", "CNY", "600000000.00", 31),
     ("A009", "P006", "CASA", "CNY", "1000.00", 31),  # closed customer's balance is not in the marts
 ]
+# A004 is closed after its last balance day and gone from the account extract ten days later: its balances of
+# the month still count (the account's version of the month, not of as_of).
+A004_CLOSED, A004_GONE = date(2026, 10, 11), date(2026, 10, 21)
+# The batch of 2026-10-01 carries a wrong balance of A001 that the next day's batch restates (later batch wins).
+RESTATED = ("A001", date(2026, 10, 1), Decimal("999999.00"))
+
 # cust_id → avg AUM, 3m avg, deposits, loans, value tier, implied tier, on_watch, months_below, previous tier
 SEGMENT = {
     "P001": ("5000.00", "5000.00", "5000.00", "0.00", "NONCORE", "NONCORE", False, 0, "NONCORE"),
@@ -60,20 +79,8 @@ SEGMENT = {
 ABC = {"P001": ("STANDARD", "STANDARD"), "P002": ("STANDARD", "STANDARD"), "P003": ("GOLD_CARD", "GOLD_CARD"),
        "P004": ("STANDARD", "STANDARD"), "P005": ("STANDARD", None)}
 
-RAW_DDL = """
-CREATE SCHEMA raw; CREATE SCHEMA audit; CREATE SCHEMA main_marts;
-CREATE TABLE raw.cbs_customer (batch_date DATE, cust_id VARCHAR, cust_type VARCHAR, cust_name VARCHAR,
-    cert_type VARCHAR, cert_no VARCHAR, mobile VARCHAR, birth_date DATE, gender VARCHAR, education VARCHAR,
-    occupation VARCHAR, monthly_income DECIMAL(18,2), industry_code VARCHAR, branch_id VARCHAR,
-    open_date DATE, kyc_risk_level VARCHAR, status VARCHAR);
-CREATE TABLE raw.cbs_account (batch_date DATE, acct_id VARCHAR, cust_id VARCHAR, product_type VARCHAR,
-    currency VARCHAR, open_date DATE, close_date DATE, status VARCHAR);
-CREATE TABLE raw.cbs_balance (batch_date DATE, acct_id VARCHAR, bal_date DATE, balance DECIMAL(18,2),
-    currency VARCHAR);
-CREATE TABLE raw.cbs_fx_rate (batch_date DATE, currency VARCHAR, rate_date DATE, cny_per_unit DECIMAL(18,6));
-CREATE TABLE audit.batch_log (batch_date DATE, table_name VARCHAR, file_name VARCHAR, records BIGINT,
-    loaded BIGINT, quarantined BIGINT, byte_size BIGINT, md5 VARCHAR, encoding VARCHAR, status VARCHAR,
-    message VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP);
+MARTS_DDL = """
+CREATE SCHEMA main_marts;
 CREATE TABLE main_marts.customer_segment (as_of_month DATE, cust_id VARCHAR, cust_type VARCHAR,
     branch_id VARCHAR, cust_name_masked VARCHAR, cert_no_masked VARCHAR, mobile_masked VARCHAR,
     avg_daily_aum_cny DECIMAL(18,2), aum_3m_avg_cny DECIMAL(18,2), aum_days INTEGER, aum_3m_days INTEGER,
@@ -93,6 +100,53 @@ CREATE TABLE main_marts.tier_migration (as_of_month DATE, rule_set VARCHAR, from
 """
 
 
+def customer_row(cust_id: str, cust_type: str, status: str, name: str, cert: str, mobile: str) -> dict:
+    return {"cust_id": cust_id, "cust_type": cust_type, "cust_name": name,
+            "cert_type": "01" if cust_type == "P" else "20", "cert_no": cert, "mobile": mobile,
+            "branch_id": "B001", "open_date": date(2015, 1, 1), "kyc_risk_level": "L", "status": status}
+
+
+def raw_day(day: date, extra_customers: tuple[tuple[str, ...], ...] = (),
+            balance_delta: dict[str, int] | None = None) -> dict[str, list[dict]]:
+    """Every table of the batch of `day` as the extracts deliver it (the snapshot tables in full)."""
+    customers = [customer_row(c, t, "A" if c == "P006" and day < P006_CLOSED else s, n, cert, m)
+                 for c, t, s, n, cert, m in CUSTOMERS]
+    customers += [customer_row(*GONE)] if day <= GONE_AFTER else []
+    customers += [customer_row(*c) for c in extra_customers]
+    accounts = []
+    for acct, cust, product, currency, _, _ in ACCOUNTS:
+        if acct == "A004" and day >= A004_GONE:
+            continue
+        closed = acct == "A004" and day >= A004_CLOSED
+        accounts.append({"acct_id": acct, "cust_id": cust, "product_type": product, "currency": currency,
+                         "open_date": date(2020, 1, 1), "close_date": A004_CLOSED if closed else None,
+                         "status": "C" if closed else "A"})
+    delta = balance_delta or {}
+    balances = [{"acct_id": acct, "bal_date": day, "balance": Decimal(balance) + delta.get(acct, 0),
+                 "currency": currency}
+                for acct, _, _, currency, balance, days in ACCOUNTS if day == PREV or day.day <= days]
+    acct, restated_day, wrong = RESTATED
+    if day == restated_day:
+        [row] = [b for b in balances if b["acct_id"] == acct]
+        row["balance"] = wrong
+    elif day == restated_day + timedelta(days=1):
+        balances.append({"acct_id": acct, "bal_date": restated_day, "balance": Decimal("5000.00"),
+                         "currency": "CNY"})
+    rates = [{"currency": cur, "rate_date": day, "cny_per_unit": rate}
+             for cur, rate in (("USD", USD_RATE), ("CNY", Decimal("1.000000")))]
+    return {"CUSTOMER": customers, "ACCOUNT": accounts, "BALANCE": balances, "FX_RATE": rates}
+
+
+def reload(day: date, **changes) -> Callable[[Path], None]:
+    """A step re-delivering the whole batch of `day` with `changes` (see raw_day) to a working database."""
+    return lambda db: load_rows(db, day, raw_day(day, **changes))
+
+
+def reject_balances(day: date) -> Callable[[Path], None]:
+    """A step marking the CBS_BALANCE batch of `day` REJECTED (its balances leave the raw views)."""
+    return lambda db: set_batch_status(db, day, "CBS_BALANCE", "REJECTED")
+
+
 def mask(value: str, field: str) -> str:
     first, last = RULES.masking[field]
     if len(value) <= first + last:
@@ -108,30 +162,21 @@ def _change(previous: str | None, tier: str, ranks: dict[str, int]) -> str:
 
 def build_working_db(path: Path) -> None:
     """A working database for October 2026 that passes every check (plus a September with bad rows)."""
+    for day in BATCH_DATES:
+        load_rows(path, day, raw_day(day))
     con = duckdb.connect(str(path))
-    con.execute(RAW_DDL)
-    for snapshot in (PREV, AS_OF):
-        con.executemany(
-            "INSERT INTO raw.cbs_customer (batch_date, cust_id, cust_type, cust_name, cert_type, cert_no, "
-            "mobile, branch_id, status) VALUES (?, ?, ?, ?, 'ID', ?, ?, 'B001', ?)",
-            [(snapshot, c, t, n, cert, m, s) for c, t, s, n, cert, m in CUSTOMERS])
-        con.executemany("INSERT INTO raw.cbs_account VALUES (?, ?, ?, ?, ?, DATE '2020-01-01', NULL, 'A')",
-                        [(snapshot, a, c, p, cur) for a, c, p, cur, _, _ in ACCOUNTS])
-    for acct, _, _, currency, balance, days in ACCOUNTS:
-        con.execute("""INSERT INTO raw.cbs_balance SELECT d::DATE, ?, d::DATE, ?, ?
-                       FROM generate_series(DATE '2026-09-01', ?::DATE, INTERVAL 1 DAY) AS g(d)""",
-                    [acct, balance, currency, date(2026, 10, days)])
-    con.execute("""INSERT INTO raw.cbs_fx_rate SELECT d::DATE, cur, d::DATE, rate
-                   FROM generate_series(DATE '2026-09-01', DATE '2026-10-31', INTERVAL 1 DAY) AS g(d),
-                        (VALUES ('USD', 7.100000), ('CNY', 1.000000)) AS r(cur, rate)""")
-    con.execute("""INSERT INTO audit.batch_log
-                   SELECT d::DATE, t, t || '_' || strftime(d, '%Y%m%d') || '.dat', 100, 100, 0, 1000, 'x',
-                          'GBK', 'LOADED', NULL, d, d
-                   FROM generate_series(DATE '2026-09-01', DATE '2026-10-31', INTERVAL 1 DAY) AS g(d),
-                        (VALUES ('CBS_CUSTOMER'), ('CBS_ACCOUNT'), ('CBS_BALANCE'), ('CBS_FX_RATE'),
-                                ('CBS_TXN'), ('CBS_LOAN')) AS x(t)""")
-    con.execute("UPDATE audit.batch_log SET loaded = 97, quarantined = 3 "
+    # Ingestion's figures: 3 lines of a transaction file were quarantined (a rate within the bound).
+    con.execute("UPDATE audit.batch_log SET records = records + 3, quarantined = 3 "
                 "WHERE batch_date = DATE '2026-10-15' AND table_name = 'CBS_TXN'")
+    # The history the gate must read as of the month end (not any version of the month).
+    history = con.execute("SELECT cust_id, valid_from, valid_to, status FROM raw.cbs_customer_versions "
+                          "WHERE cust_id IN ('P006', 'P008') ORDER BY ALL").fetchall()
+    assert history == [("P006", PREV, P006_CLOSED, "A"), ("P006", P006_CLOSED, None, "C"),
+                       ("P008", PREV, GONE_AFTER + timedelta(days=1), "A")]
+    accounts = con.execute("SELECT valid_from, valid_to, status FROM raw.cbs_account_versions "
+                           "WHERE acct_id = 'A004' ORDER BY ALL").fetchall()
+    assert accounts == [(PREV, A004_CLOSED, "A"), (A004_CLOSED, A004_GONE, "C")]
+    con.execute(MARTS_DDL)
 
     cib, abc = RULES.rule_sets["cib_monthly"], RULES.rule_sets["abc_quarterly"]
     cib_ranks = {t.code: t.rank for t in cib.tiers}
@@ -202,26 +247,42 @@ def build_working_db(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def golden_db(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("golden") / "tiering.duckdb"
-    build_working_db(path)
-    return path
-
-
-@pytest.fixture
-def warehouse(golden_db: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the passing working database in `<tmp>/warehouse`."""
-    root = tmp_path / "warehouse"
+def golden(tmp_path_factory) -> Path:
+    """The passing warehouse (working database and raw zone), built once."""
+    root = tmp_path_factory.mktemp("golden") / "warehouse"
     root.mkdir()
-    shutil.copy(golden_db, root / "tiering.duckdb")
+    build_working_db(root / "tiering.duckdb")
     return root
 
 
-def mutate(warehouse: Path, *statements: str) -> None:
-    con = duckdb.connect(str(warehouse / "tiering.duckdb"))
-    for sql in statements:
-        con.execute(sql)
-    con.close()
+@pytest.fixture
+def warehouse(golden: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the passing warehouse in `<tmp>/warehouse`."""
+    root = tmp_path / "warehouse"
+    shutil.copytree(golden, root)
+    con = duckdb.connect(str(root / "tiering.duckdb"))
+    try:
+        raw_zone.refresh_views(con, root)  # the views name raw files by absolute path: read the copy's
+    finally:
+        con.close()
+    return root
+
+
+Step = str | Callable[[Path], None]
+
+
+def mutate(warehouse: Path, *steps: Step) -> None:
+    """Apply SQL statements to the working database, or steps (reload, …) called with its path."""
+    working_db = warehouse / "tiering.duckdb"
+    for step in steps:
+        if callable(step):
+            step(working_db)
+            continue
+        con = duckdb.connect(str(working_db))
+        try:
+            con.execute(step)
+        finally:
+            con.close()
 
 
 def stored(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
@@ -251,7 +312,7 @@ def test_passing_candidate_passes_every_check_and_is_stored(warehouse: Path) -> 
     assert result.report_path == warehouse / "reports" / "2026-10" / "gate.html"
 
 
-# One failing candidate per headline blocking check: (SQL applied to the passing database, check named).
+# One failing candidate per headline blocking check: (steps applied to the passing warehouse, check named).
 FAILURES = {
     "duplicate_row": (
         ["INSERT INTO main_marts.customer_segment SELECT * FROM main_marts.customer_segment "
@@ -264,13 +325,12 @@ FAILURES = {
         ["UPDATE main_marts.customer_segment SET avg_daily_aum_cny = -0.01 WHERE cust_id = 'P005'"],
         "customer_segment.avg_daily_aum_not_negative"),
     "row_count_not_eligible": (
-        ["INSERT INTO raw.cbs_customer (batch_date, cust_id, cust_type, cust_name, status) "
-         "VALUES (DATE '2026-10-31', 'P007', 'P', '周九', 'A')"],
+        # The month-end customer master is re-delivered with one more active customer.
+        [reload(AS_OF, extra_customers=(("P007", "P", "A", "周九", "350101200001011111", "13200007777"),))],
         "customer_segment.row_count_equals_eligible_customers"),
     "aum_off_by_one_cny": (
         # 31.00 CNY more on one day of the month = 1.00 CNY more of average daily AUM in raw.
-        ["UPDATE raw.cbs_balance SET balance = balance + 31 "
-         "WHERE acct_id = 'A001' AND bal_date = DATE '2026-10-07'"],
+        [reload(date(2026, 10, 7), balance_delta={"A001": 31})],
         "customer_segment.total_aum_reconciles_with_raw_balances"),
     "quarantine_rate_above_bound": (
         ["UPDATE audit.batch_log SET quarantined = 200, loaded = 0, records = 200 "
@@ -311,7 +371,7 @@ CHECK_FAILURES = {
         ["ALTER TABLE main_marts.customer_segment ADD COLUMN mobile VARCHAR"],
         "customer_segment.no_unmasked_pii_columns"),
     "missing_balance_day": (
-        ["DELETE FROM audit.batch_log WHERE batch_date = DATE '2026-10-09' AND table_name = 'CBS_BALANCE'"],
+        [reject_balances(date(2026, 10, 9))],
         "batch_log.balance_batches_complete"),
     "summary_count_wrong": (
         ["UPDATE main_marts.tier_summary SET customers = customers + 1 WHERE rule_set = 'cib_monthly' "
