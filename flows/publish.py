@@ -42,7 +42,8 @@ def publish_flow(warehouse: str, as_of: str, gate_run_id: str | None = None,
         gated.setdefault(month, gate_run_id)
     to_publish = [parse_as_of(m) for m in months] if months else [month]
     release = publish_release(settings.working_db, settings.published_db, to_publish, gated,
-                              as_of_month=month, restricted_db=restricted_db_path(settings.warehouse))
+                              as_of_month=month, restricted_db=restricted_db_path(settings.warehouse),
+                              duckdb_config=settings.duckdb_config())
     log = _logger()
     restated_note = (f"; restated {', '.join(f'{m:%Y-%m}' for m in release.restated_months)}"
                      if release.restated_months else "")

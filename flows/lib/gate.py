@@ -192,14 +192,15 @@ def last_release_month(published_db: Path) -> date | None:
 
 
 def run_checks(working_db: Path, as_of: date, rules: Rules, tables: tuple[str, ...] | None = None,
-               published_db: Path | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
+               published_db: Path | None = None,
+               duckdb_config: dict[str, str] | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
     """Validate the month's marts/audit rows with every check (or those of `tables`); return results and
     reference figures. `published_db` (default: next to the working database) gives the last release's
     month to the drift check."""
     results: dict[str, CheckResult] = {}
     published_db = Path(published_db) if published_db else Path(working_db).with_name("published.duckdb")
     released = last_release_month(published_db)
-    with duckdb_gx(working_db, read_only=True) as session:
+    with duckdb_gx(working_db, read_only=True, config=duckdb_config) as session:
         params = GateParams(as_of=as_of, rules=rules, last_release_month=released)
         reference, errors = _reference(session.engine(), reference_queries(params))
         params = replace(params, reference=reference, reference_errors=errors)
@@ -268,7 +269,7 @@ def store_gate_run(working_db: Path, result: GateResult) -> None:
 
 
 def run_gate(working_db: Path, as_of: str | date, rules: Rules,
-             reports_dir: Path | None = None) -> GateResult:
+             reports_dir: Path | None = None, duckdb_config: dict[str, str] | None = None) -> GateResult:
     """Run every check for the month, store the results, render the report; never raises on failed checks."""
     from flows.lib.gate_report import write_gate_report
 
@@ -277,7 +278,7 @@ def run_gate(working_db: Path, as_of: str | date, rules: Rules,
         raise FileNotFoundError(f"working database not found: {working_db}")
     month = parse_as_of(as_of)
     started = now_local()
-    results, reference = run_checks(working_db, month, rules)
+    results, reference = run_checks(working_db, month, rules, duckdb_config=duckdb_config)
     result = GateResult(
         gate_run_id=str(uuid.uuid4()), as_of_month=month, started_at=started, finished_at=now_local(),
         rules_version=rules.version, results=results, reference=reference)

@@ -135,8 +135,10 @@ class DuckDBGX:
             self.datasource._engine.dispose()
 
 
-def open_gx(path: str | Path, read_only: bool = True, name: str = "warehouse") -> DuckDBGX:
-    """Ephemeral GX context plus a SQL datasource on `duckdb:///<path>` (NullPool, read-only by default)."""
+def open_gx(path: str | Path, read_only: bool = True, name: str = "warehouse",
+            config: dict[str, str] | None = None) -> DuckDBGX:
+    """Ephemeral GX context plus a SQL datasource on `duckdb:///<path>` (NullPool, read-only by default);
+    `config` sets DuckDB's memory limit, threads and spill folder (Settings.duckdb_config())."""
     install()
     context = gx.get_context(mode="ephemeral")
     # Progress bars write to stderr on every metric: noise in flow logs.
@@ -144,7 +146,8 @@ def open_gx(path: str | Path, read_only: bool = True, name: str = "warehouse") -
     datasource = context.data_sources.add_sql(
         name=name,
         connection_string=duckdb_url(path),
-        kwargs={"poolclass": NullPool, "connect_args": {"read_only": read_only}},
+        kwargs={"poolclass": NullPool,
+                "connect_args": {"read_only": read_only, **({"config": dict(config)} if config else {})}},
     )
     session = DuckDBGX(context=context, datasource=datasource, path=Path(path))
     session.anchor = session.engine().connect()
@@ -152,9 +155,10 @@ def open_gx(path: str | Path, read_only: bool = True, name: str = "warehouse") -
 
 
 @contextmanager
-def duckdb_gx(path: str | Path, read_only: bool = True) -> Iterator[DuckDBGX]:
+def duckdb_gx(path: str | Path, read_only: bool = True,
+              config: dict[str, str] | None = None) -> Iterator[DuckDBGX]:
     """`open_gx` as a context manager that releases the file on exit."""
-    session = open_gx(path, read_only=read_only)
+    session = open_gx(path, read_only=read_only, config=config)
     try:
         yield session
     finally:

@@ -406,7 +406,8 @@ def _current_and_previous(catalog: Path) -> set[str]:
 
 
 def publish_release(working_db: Path, published_db: Path, months: list[date], gate_runs: dict[date, str],
-                    as_of_month: date | None = None, restricted_db: Path | None = None) -> Release:
+                    as_of_month: date | None = None, restricted_db: Path | None = None,
+                    duckdb_config: dict[str, str] | None = None) -> Release:
     """Publish the working marts' `months` as a new release, if each month's gate run passed.
 
     `as_of_month` (default: the last of `months`) names the release; the months among `months` that the
@@ -438,7 +439,7 @@ def publish_release(working_db: Path, published_db: Path, months: list[date], ga
         with_aml = _aml_tables_present(working_db)
         previous = _read_previous(published_db, warehouse)
         restated = sorted(set(previous.files.get("customer_segment", {})) & set(months))
-        con = duckdb.connect()
+        con = duckdb.connect(config=dict(duckdb_config or {}))
         try:
             con.execute("SET enable_progress_bar = false")
             con.execute(f"ATTACH {_sql_path(working_db)} AS working (READ_ONLY)")

@@ -161,7 +161,10 @@ def _change(previous: str | None, tier: str, ranks: dict[str, int]) -> str:
 
 
 def build_working_db(path: Path) -> None:
-    """A working database for October 2026 that passes every check (plus a September with bad rows)."""
+    """A warehouse for October 2026 that passes every check (plus a September with bad rows).
+
+    Raw: one committed batch per day from 2026-09-30 to 2026-10-31 in the raw zone beside `path`; marts by hand.
+    """
     for day in BATCH_DATES:
         load_rows(path, day, raw_day(day))
     con = duckdb.connect(str(path))

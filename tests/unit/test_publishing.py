@@ -381,26 +381,27 @@ def test_a_failure_after_the_release_folder_was_named_leaves_no_trace(
         working(warehouse, AML_SQL)
     first = publish(warehouse, *FIRST)
     before = snapshot(warehouse)
-    named: list[set[str]] = []
+    folders = [warehouse / "releases", *([warehouse / "restricted" / "releases"] if with_aml else [])]
+    seen: dict[str, set[str]] = {}
     real_check = publishing._check_catalog
 
     def check_then_fail(tmp: Path, counts: dict, release_id: str, what: str, confidential: tuple = ()) -> None:
         real_check(tmp, counts, release_id, what, confidential)
-        named.append({p.name for p in (warehouse / "releases").iterdir()})
-        if with_aml:
-            named[-1] |= {p.name for p in (warehouse / "restricted" / "releases").iterdir()}
         if what == ("AML release" if with_aml else "release"):  # the last check before the catalogs move
+            seen.update({str(f.relative_to(warehouse)): {p.name for p in f.iterdir()} for f in folders})
+            seen["release_id"] = {release_id}
             raise OSError("disk full")
 
     monkeypatch.setattr(publishing, "_check_catalog", check_then_fail)
     with pytest.raises(PublishFailed, match="publication of 2026-11 failed, published.duckdb unchanged: disk full"):
         publish(warehouse, NOV)
-    # The new release's folder had its final name (and, with AML, its restricted twin) ...
-    new_ids = named[-1] - {first.release_id}
-    assert len(new_ids) == 1 and not next(iter(new_ids)).startswith(".tmp")
-    # ... and nothing of it is left.
-    assert snapshot(warehouse) == before
-    assert not any(new_ids & set(key.split("/")) for key in snapshot(warehouse))
+    # The new release's folders had their final names when the failure came ...
+    (new_id,) = seen.pop("release_id")
+    assert seen == {str(f.relative_to(warehouse)): {first.release_id, new_id} for f in folders}
+    # ... and nothing of them is left.
+    after = snapshot(warehouse)
+    assert after == before
+    assert not [key for key in after if new_id in key]
 
 
 # ------------------------------------------------------------------------------------------ new months, restatements
