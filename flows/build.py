@@ -44,6 +44,19 @@ class BuildResult:
         return sum(r.nodes_run for r in self.results.values())
 
 
+def _refresh_raw_views(settings: Settings) -> None:
+    """Point the raw views at this warehouse's files (they hold absolute paths: a moved warehouse reads on)."""
+    import duckdb
+
+    from flows.lib import raw_zone
+
+    con = duckdb.connect(str(settings.working_db), config=settings.duckdb_config())
+    try:
+        raw_zone.refresh_views(con, settings.warehouse)
+    finally:
+        con.close()
+
+
 @task(name="prepare-seeds", cache_policy=NO_CACHE)
 def prepare_seeds_task(settings: Settings) -> list[str]:
     """Validate the rules file and write the rule_*.csv seeds."""
@@ -91,6 +104,7 @@ def build_flow(warehouse: str, months: list[str], rules: str | None = None, full
     seeds = prepare_seeds_task(settings)
     logger.debug("rule seeds written: %s", ", ".join(seeds))
     rules_version = load_rules(settings.rules_path).version
+    _refresh_raw_views(settings)
     outcome = BuildResult()
     for index, text in enumerate(months):
         month = parse_as_of(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import re
 import time
 import traceback
@@ -868,7 +869,10 @@ def _load(
         con.execute("ROLLBACK")
         staged.discard()
         raise
-    staged.remove_superseded()
+    try:
+        staged.remove_superseded()
+    except OSError as exc:  # committed already: a leftover file is an orphan the next ingest removes
+        logging.getLogger(__name__).warning("superseded raw files of %s not removed: %s", batch_date, exc)
 
 
 def _record_failure(
@@ -993,7 +997,6 @@ def _ingest_one(
         message = ("quarantined " + ", ".join(quarantined)) if quarantined else ""
         t0 = time.perf_counter()
         _load(con, warehouse, batch_date, files, counts, outcome, message, started)
-        say(f"{tag}: written in {time.perf_counter() - t0:.2f} s")
     except Exception as exc:  # noqa: BLE001 - any failure must leave raw untouched and be reported
         say(f"{tag}: load failed and was rolled back:\n{traceback.format_exc()}")
         failure = _BatchFailure(
@@ -1005,6 +1008,8 @@ def _ingest_one(
         return BatchResult(batch_date, failure.outcome, failure.message)
     finally:
         _drop_staging(con)
+    # Committed: nothing after this point may turn the batch into a failure.
+    say(f"{tag}: written in {time.perf_counter() - t0:.2f} s")
     return BatchResult(batch_date, outcome, message, {t: counts[t] for t in TABLES})
 
 

@@ -215,8 +215,8 @@ def run_checks(working_db: Path, as_of: date, rules: Rules, tables: tuple[str, .
                     results[c.full_name] = _failed(c, c.skip_reason)
             runnable = [c for c in mine if not c.skip_reason]
             try:
-                asset = session.table_asset(suite.TABLE, suite.SCHEMA)
-                batch = session.monthly_batch(asset, suite.MONTH_COLUMN, as_of.year, as_of.month)
+                batch = session.month_batch(suite.TABLE, suite.SCHEMA, suite.MONTH_COLUMN, as_of.replace(day=1),
+                                            as_of)
             except Exception as exc:  # noqa: BLE001 - a missing table fails its checks, not the gate run
                 reason = f"{suite.SCHEMA}.{suite.TABLE} could not be read: {str(exc).splitlines()[0]}"
                 results.update({c.full_name: _failed(c, reason) for c in runnable})

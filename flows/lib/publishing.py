@@ -225,6 +225,9 @@ def _write_release_folder(con: duckdb.DuckDBPyConnection, tmp_folder: Path, fina
         columns = [c for c in _columns(con, table) if c != "as_of_month"]
         if not columns:
             raise PublishFailed(f"working marts have no table {table}: the release would be incomplete")
+        leaked = [c for c in columns if c.lower() in FORBIDDEN_COLUMNS]
+        if leaked:  # checked before a byte is written: the files are readable without the catalog
+            raise PublishFailed(f"unmasked personal data in working marts {table}: {', '.join(leaked)}")
         carried = {m: f for m, f in previous.files.get(table, {}).items() if m not in months}
         for month in sorted({*carried, *months}):
             part = Path(table) / f"as_of_month={month.isoformat()}" / DATA_FILE
@@ -256,7 +259,8 @@ def _build_catalog(tmp: Path, written: _Written, tables: tuple[str, ...], log_dd
         con.execute("SET enable_progress_bar = false")
         for table in tables:
             paths = ", ".join(_sql_path(p) for _, p in sorted(written.files[table].items()))
-            source = (f"read_parquet([{paths}], hive_partitioning = true, "
+            # union_by_name: a column added in a later month shows (NULL before it) instead of hiding.
+            source = (f"read_parquet([{paths}], hive_partitioning = true, union_by_name = true, "
                       "hive_types = {'as_of_month': DATE})")
             # as_of_month first, as in the marts (read_parquet puts the partition column last).
             columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
@@ -393,16 +397,22 @@ def remove_old_releases(releases_dir: Path, keep: set[str]) -> list[Path]:
     return removed
 
 
-def _current_and_previous(catalog: Path) -> set[str]:
-    """Release ids the catalog's views and the release before it refer to."""
+def _latest_release(catalog: Path) -> set[str]:
+    """The release id a catalog serves (empty when there is none yet)."""
     if not catalog.exists():
         return set()
     con = duckdb.connect(str(catalog), read_only=True)
     try:
-        rows = con.execute("SELECT release_id FROM main.release_log ORDER BY published_at DESC LIMIT 2").fetchall()
+        row = con.execute("SELECT release_id FROM main.release_log ORDER BY published_at DESC LIMIT 1").fetchone()
     finally:
         con.close()
-    return {r[0] for r in rows}
+    return {row[0]} if row else set()
+
+
+def _restrict_tree_modes(releases: Path) -> None:
+    """Put 0700 back on the restricted releases folder and its release folders (if someone widened them)."""
+    for folder in [releases, *(p for p in releases.iterdir() if p.is_dir())]:
+        os.chmod(folder, RESTRICTED_DIR_MODE)
 
 
 def publish_release(working_db: Path, published_db: Path, months: list[date], gate_runs: dict[date, str],
@@ -420,7 +430,9 @@ def publish_release(working_db: Path, published_db: Path, months: list[date], ga
     if not months:
         raise PublishRefused("no month to publish")
     as_of_month = as_of_month or months[-1]
-    restricted_db = Path(restricted_db) if restricted_db else restricted_db_path(warehouse)
+    if as_of_month not in months:
+        raise PublishRefused(f"release month {as_of_month:%Y-%m} is not among the months to publish")
+    restricted_db = Path(restricted_db).resolve() if restricted_db else restricted_db_path(warehouse)
     check_gate_runs(working_db, {m: gate_runs.get(m, "") for m in months})
     release_id = str(uuid.uuid4())
     published_at = datetime.now(SHANGHAI).replace(tzinfo=None)
@@ -435,10 +447,15 @@ def publish_release(working_db: Path, published_db: Path, months: list[date], ga
     _remove(*leftovers, *releases_dir.glob(".tmp-*"), *restricted_releases.glob(".tmp-*"))
     aml_counts: dict[str, int] = {}
     moved: list[Path] = []
+    restricted_backup = restricted_db.with_name(restricted_db.name + ".previous")
+    aml_swapped = False
     try:
         with_aml = _aml_tables_present(working_db)
         previous = _read_previous(published_db, warehouse)
         restated = sorted(set(previous.files.get("customer_segment", {})) & set(months))
+        # Decided before the swap: re-reading the catalog afterwards could hit a connection this process
+        # still holds on the old file (DuckDB reuses it) and then delete the new release.
+        keep = {release_id, *_latest_release(published_db)}
         con = duckdb.connect(config=dict(duckdb_config or {}))
         try:
             con.execute("SET enable_progress_bar = false")
@@ -494,21 +511,32 @@ def publish_release(working_db: Path, published_db: Path, months: list[date], ga
         for leftover in (leftovers[1], leftovers[3]):
             if leftover.exists():
                 raise PublishFailed(f"{leftover} left behind: the release was not checkpointed")
-        # Everything is built and verified: restricted first, then main, then the exports link.
+        # Everything is built and verified: restricted first, then main, then the exports link. The old
+        # AML catalog is kept aside until the main swap succeeded, to be put back if it does not.
         if with_aml:
+            if restricted_db.exists():
+                _remove(restricted_backup)
+                os.link(restricted_db, restricted_backup)
             os.replace(restricted_catalog_tmp, restricted_db)
+            aml_swapped = True
         os.replace(catalog_tmp, published_db)
     except Exception as exc:
-        _remove(*leftovers, tmp_folder, restricted_tmp_folder, *moved)
+        if aml_swapped:
+            if restricted_backup.exists():
+                os.replace(restricted_backup, restricted_db)
+            else:
+                restricted_db.unlink(missing_ok=True)
+        _remove(*leftovers, tmp_folder, restricted_tmp_folder, *moved, restricted_backup)
         if isinstance(exc, PublishFailed | PublishRefused):
             raise
         raise PublishFailed(f"publication of {as_of_month:%Y-%m} failed, {published_db.name} unchanged: "
                             f"{exc}") from exc
+    _remove(restricted_backup)
     link = _swap_exports_link(warehouse, release_id)
-    keep = _current_and_previous(published_db)
     remove_old_releases(releases_dir, keep)
     if with_aml:
         remove_old_releases(restricted_releases, keep)
+        _restrict_tree_modes(restricted_releases)
     log.info("published release %s for %s (months %s%s): %s", release_id, f"{as_of_month:%Y-%m}",
              _month_text(months), f"; restated {_month_text(restated)}" if restated else "",
              ", ".join(f"{t} {n}" for t, n in counts.items()))
