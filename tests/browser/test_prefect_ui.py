@@ -43,6 +43,7 @@ STAGES = ("ingest", "build", "gate", "publish", "report")
 # The stage whose run creates each artifact (flows/artifacts.py), so it shows on that run's Artifacts tab.
 ARTIFACT_OWNERS = {
     "batch-load-summary": "ingest",
+    "dbt-node-results": "build",
     "gate-report": "gate",
     "gate-results-page": "gate",
     "tier-summary": "report",
@@ -215,16 +216,25 @@ def test_monthly_run_completes_against_the_server(monthly_run: MonthlyRun):
     assert states == dict.fromkeys(STAGES, "COMPLETED")
 
 
-def test_build_shows_a_task_run_per_dbt_node(monthly_run: MonthlyRun):
-    """prefect-dbt records each node's task run from a callback thread; none may be lost on the way."""
-    nodes = re.search(r"dbt build for \S+: (\d+) nodes succeeded", monthly_run.log)
-    assert nodes, "the build logged no node count"
+def test_build_shows_a_task_run_per_month_and_every_node_in_its_artifact(ui: UIPage, monthly_run: MonthlyRun):
+    """One task run per month built (not per node: DECISIONLOG O7); the month's dbt-node-results artifact
+    lists every node dbt ran, and the UI shows it."""
+    months = re.findall(r"dbt build for (\S+): (\d+) nodes succeeded", monthly_run.log)
+    assert [m for m, _ in months] == ["2026-01", "2026-02"], "February's run builds January first"
     build = {"flow_runs": {"id": {"any_": [monthly_run.stage("build")["id"]]}}}
     completed = {"task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
     counts = (_api(monthly_run.server, "task_runs/count", build),
               _api(monthly_run.server, "task_runs/count", build | completed))
-    # One per dbt node except the on-run-end operation, plus the prepare-seeds task; all completed.
-    assert counts == (int(nodes[1]), int(nodes[1]))
+    assert counts == (1 + len(months), 1 + len(months))  # prepare-seeds + one dbt build per month
+    artifact = monthly_run.artifact("dbt-node-results")  # the latest: February's
+    rows = artifact["data"] if isinstance(artifact["data"], list) else json.loads(artifact["data"])
+    assert len(rows) == int(months[-1][1])
+    assert {r["status"] for r in rows} == {"success", "pass"}  # models and seeds, data tests
+    page = ui.page
+    page.goto(monthly_run.ui(f"/v2/artifacts/artifact/{artifact['id']}"))
+    with screenshot(page, monthly_run, "artifact-dbt-node-results.png"):
+        expect(page.get_by_role("main")).to_contain_text("dbt build 2026-02")
+        expect(page.get_by_role("main")).to_contain_text(f"{months[-1][1]} nodes in")
 
 
 def test_the_link_in_the_run_log_opens_the_run(ui: UIPage, monthly_run: MonthlyRun):
