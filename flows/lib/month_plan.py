@@ -102,6 +102,19 @@ def _inputs_loaded_at(con: duckdb.DuckDBPyConnection, month: dt.date) -> dt.date
                        [month]).fetchone()[0]
 
 
+def built_and_stale(con: duckdb.DuckDBPyConnection) -> tuple[list[dt.date], list[dt.date]]:
+    """Built months, and the evaluated months a run would (re)build: never built, or batches dated on or
+    before their end loaded since their build (for `tiering status`)."""
+    has_builds = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'audit' "
+                             "AND table_name = 'month_build'").fetchone()[0]
+    builds = _latest_builds(con) if has_builds else {}
+    latest = con.execute("SELECT max(batch_date) FROM audit.batch_log WHERE status = 'LOADED'").fetchone()[0]
+    evaluated = evaluated_months(con, latest) if latest else []
+    stale = [m for m in evaluated if m not in builds or (_inputs_loaded_at(con, m) or dt.datetime.min)
+             > (builds[m][0] or dt.datetime.min)]
+    return sorted(builds), stale
+
+
 def plan_months(working_db: Path, as_of: dt.date, rules_path: Path, full_refresh: bool = False) -> MonthPlan:
     """The months a run for `as_of` builds (read-only on the working database)."""
     working_db = Path(working_db)

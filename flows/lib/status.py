@@ -12,7 +12,9 @@ from pathlib import Path
 
 import duckdb
 
+from flows.lib import raw_zone
 from flows.lib.extracts import discover_batches
+from flows.lib.month_plan import built_and_stale
 from flows.settings import Settings
 
 BUSY = "working database busy: a pipeline run holds it; batch and gate status are shown after the run"
@@ -26,6 +28,9 @@ class Status:
     loaded: dict | None = None  # dates, first, last, records, quarantined
     failed_batches: list[dict] = field(default_factory=list)  # batch_date, table_name, status, message
     pending: list[dt.date] | None = None  # landing folders not loaded yet (only with a landing folder)
+    built_months: list[dt.date] = field(default_factory=list)
+    months_to_build: list[dt.date] = field(default_factory=list)  # never built, or restated by new batches
+    raw_bytes: int | None = None
     last_gate: dict | None = None
     last_release: dict | None = None
     notes: list[str] = field(default_factory=list)
@@ -45,6 +50,8 @@ def collect_status(settings: Settings, landing: Path | None = None) -> Status:
             status.notes.append(BUSY)
     else:
         status.notes.append(f"no working database yet at {settings.working_db}: nothing ingested")
+    if (settings.warehouse / "raw").is_dir():
+        status.raw_bytes = sum(raw_zone.stored_bytes(settings.warehouse).values())
     if landing is not None:
         status.pending = [d for d in discover_batches(landing) if d not in loaded_dates]
     if settings.published_db.exists():
@@ -79,6 +86,8 @@ def _read_working(con, status: Status) -> set[dt.date]:
         dict(zip(("batch_date", "table_name", "status", "message"), row, strict=True))
         for row in con.execute("select batch_date, table_name, status, message from audit.batch_log "
                                "where status <> 'LOADED' order by batch_date, table_name").fetchall()]
+    if "audit.month_build" in tables:
+        status.built_months, status.months_to_build = built_and_stale(con)
     if "gate.run" in tables:
         row = con.execute("select gate_run_id, as_of_month, finished_at, success, blocking_failures "
                           "from gate.run order by started_at desc limit 1").fetchone()
@@ -97,6 +106,14 @@ def render_status(status: Status) -> list[str]:
                      f"{lo['quarantined']} quarantined")
     for batch in status.failed_batches:
         lines.append(f"FAILED {batch['batch_date']} {batch['table_name']} {batch['status']}: {batch['message']}")
+    if status.raw_bytes is not None:
+        lines.append(f"raw zone: {status.raw_bytes / 1e9:.2f} GB of Parquet")
+    if status.built_months:
+        b = status.built_months
+        lines.append(f"built: {len(b)} month(s), {b[0]:%Y-%m} … {b[-1]:%Y-%m}")
+    if status.months_to_build:
+        lines.append("to build at the next run: " + ", ".join(f"{m:%Y-%m}" for m in status.months_to_build)
+                     + " (not built yet, or batches loaded since their build: the run restates them)")
     if status.pending is not None:
         shown = ", ".join(f"{d:%Y%m%d}" for d in status.pending[:10])
         more = f" (+{len(status.pending) - 10} more)" if len(status.pending) > 10 else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import subprocess
 import sys
 
@@ -56,3 +57,41 @@ def test_status_while_a_pipeline_holds_the_working_database(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_status_lists_built_months_and_the_months_a_redelivery_restates(tmp_path, capsys):
+    """Two complete months, built; a batch of the first month re-delivered since → both are to build again."""
+    from flows.lib.month_plan import record_month_build
+
+    landing, settings = tmp_path / "landing", Settings.from_env(warehouse=tmp_path / "warehouse")
+    generate(landing, 20, dt.date(2026, 1, 1), dt.date(2026, 2, 28), seed=5)
+    settings.warehouse.mkdir()
+    ingest_batches(landing, settings.working_db, wait_seconds=0)
+    built_at = dt.datetime.now()
+    for month in (dt.date(2026, 1, 31), dt.date(2026, 2, 28)):
+        with duckdb.connect(str(settings.working_db), read_only=True) as con:
+            loaded = con.execute("select max(finished_at) from audit.batch_log where batch_date <= ?",
+                                 [month]).fetchone()[0]
+        record_month_build(settings.working_db, month, loaded, "v1", settings.rules_path, False, built_at)
+    status = collect_status(settings)
+    assert status.built_months == [dt.date(2026, 1, 31), dt.date(2026, 2, 28)]
+    assert status.months_to_build == [] and status.raw_bytes > 0
+
+    # 2026-01-20 is re-delivered with one balance changed and replaced with --force.
+    dat = landing / "20260120" / "CBS_BALANCE_20260120.dat"
+    lines = dat.read_bytes().split(b"\n")
+    fields = lines[0].split(b"|")
+    fields[2] = b"123.45"
+    lines[0] = b"|".join(fields)
+    data = b"\n".join(lines)
+    dat.write_bytes(data)
+    ok = dat.with_suffix(".ok")
+    encoding = ok.read_text().strip().split("|")[4]
+    records = data.count(b"\n")
+    ok.write_text(f"{dat.name}|{records}|{len(data)}|{hashlib.md5(data).hexdigest()}|{encoding}\n")
+    report = ingest_batches(landing, settings.working_db, date=dt.date(2026, 1, 20), force=True, wait_seconds=0)
+    assert report.batches[0].outcome == "replaced"
+    assert collect_status(settings).months_to_build == [dt.date(2026, 1, 31), dt.date(2026, 2, 28)]
+    assert main(["status", "--warehouse", str(settings.warehouse)]) == 0
+    out = capsys.readouterr().out
+    assert "built: 2 month(s), 2026-01 … 2026-02" in out and "to build at the next run: 2026-01, 2026-02" in out
