@@ -59,6 +59,7 @@ def publish_flow(warehouse: str, as_of: str, gate_run_id: str | None = None,
         from flows.lib.postgres_publish import publish_to_postgres
 
         copy = publish_to_postgres(settings.published_db, settings.publish_postgres)
-        log.info("release %s also published to PostgreSQL %s, schema %s (read-only role %s)",
-                 copy.release_id, copy.target, copy.schema, copy.reader_role)
+        log.info("release %s also published to PostgreSQL %s, schema %s (read-only role %s): %s, months "
+                 "written %s", copy.release_id, copy.target, copy.schema, copy.reader_role, copy.mode,
+                 ", ".join(f"{m:%Y-%m}" for m in copy.months_written) or "none")
     return release

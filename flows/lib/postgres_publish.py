@@ -69,7 +69,6 @@ PRIMARY_KEYS = {
 }
 # Catalog columns PostgreSQL does not mirror: where the month's file lies in the DuckDB warehouse.
 MONTH_TABLE_SKIPPED = ("file",)
-MONTH_KEY = ("table_name", "as_of_month")
 INCOMING_SUFFIX = "__incoming"
 MONTH_INDEX_SUFFIX = "_as_of_month_idx"
 SHARED_SCHEMAS = ("public", "pg_catalog", "information_schema")
@@ -334,7 +333,8 @@ def _served_columns(cur, schema: str) -> dict[str, list[tuple[str, str]]]:
             "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
-            "WHERE n.nspname = %s AND c.relname = ANY(%s) ORDER BY c.relname, a.attnum",
+            "WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p') "
+            "ORDER BY c.relname, a.attnum",
             [schema, list(RELEASE_TABLES)]).fetchall():
         served.setdefault(table, []).append((name, pg_type))
     return served

@@ -10,14 +10,15 @@ month again with another version is a restatement.
 from __future__ import annotations
 
 import shutil
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
 from flows.lib.publishing import Release, publish_release
 
-MONTHS = (date(2026, 1, 31), date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30), date(2026, 5, 31))
+# Month ends of 2026 (the tests use the first five, the benchmark up to all twelve).
+MONTHS = tuple((date(2026, m + 1, 1) if m < 12 else date(2027, 1, 1)) - timedelta(days=1) for m in range(1, 13))
 CUSTOMERS = 60
 
 SCHEMA_SQL = """
@@ -41,8 +42,9 @@ DELETE FROM main_marts.customer_segment WHERE as_of_month = {month};
 DELETE FROM main_marts.customer_tier WHERE as_of_month = {month};
 DELETE FROM main_marts.tier_summary WHERE as_of_month = {month};
 DELETE FROM main_marts.tier_migration WHERE as_of_month = {month};
-INSERT INTO main_marts.customer_segment
-    SELECT {month}, 'C' || lpad(i::VARCHAR, 4, '0'), CASE WHEN i % 5 = 0 THEN 'C' ELSE 'P' END,
+INSERT INTO main_marts.customer_segment (as_of_month, cust_id, cust_type, avg_daily_aum_cny, value_tier,
+        months_below, on_watch, rule_set, rule_set_version, rules_version)
+    SELECT {month}, 'C' || lpad(i::VARCHAR, 7, '0'), CASE WHEN i % 5 = 0 THEN 'C' ELSE 'P' END,
            CAST(i * 1234.57 + month({month}) * 10.01 + {version} * 0.03 AS DECIMAL(18, 2)),
            CASE WHEN i * 1234.57 >= 50000 THEN 'GOLD' WHEN i * 1234.57 >= 20000 THEN 'SILVER' ELSE 'MASS' END,
            (i % 3)::INTEGER, i % 7 = 0,

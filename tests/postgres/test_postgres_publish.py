@@ -494,8 +494,10 @@ def test_a_failed_publication_leaves_postgres_exactly_as_before(releases, postgr
     if failure == "copy":
         # March restated and April new: customer_segment and customer_tier are synced, tier_summary's
         # COPY of April then fails (its March already deleted and copied again).
+        releases.build(MONTHS[2], version=2)
+        releases.build(MONTHS[3], version=2)
         releases.poison("tier_summary", MONTHS[3], "tier")
-        releases.publish(MONTHS[2], MONTHS[3], version=2)
+        releases.publish(MONTHS[2], MONTHS[3])
         broken = releases.published_db
     elif failure == "verify":
         releases.publish(MONTHS[2], MONTHS[3], version=2)
@@ -538,11 +540,14 @@ def test_a_failed_publication_leaves_postgres_exactly_as_before(releases, postgr
 
 def change_the_contract(releases: Releases, postgres_url: str, how: str) -> None:
     """A catalog (or a PostgreSQL schema) whose columns are not the other's."""
-    if how == "new column":
-        # A column added to a mart: every month is republished (read_parquet needs one schema).
+    if how == "new column":  # added to a mart, every month republished
         releases.working("ALTER TABLE main_marts.customer_segment ADD COLUMN segment_note VARCHAR "
                          "DEFAULT 'note'")
         releases.publish(*MONTHS[:3])
+    elif how == "new column from a new month":  # the catalog's view shows NULL for the months before
+        releases.working("ALTER TABLE main_marts.customer_segment ADD COLUMN segment_note VARCHAR "
+                         "DEFAULT 'note'")
+        releases.publish(MONTHS[3])
     elif how == "other type":
         with psycopg.connect(postgres_url) as con:  # as an older contract had it
             con.execute("ALTER TABLE tiering.tier_summary ALTER COLUMN share_of_customers TYPE numeric(12,6)")
@@ -553,7 +558,7 @@ def change_the_contract(releases: Releases, postgres_url: str, how: str) -> None
         releases.publish(MONTHS[3])
 
 
-@pytest.mark.parametrize("how", ["new column", "other type", "previous version"])
+@pytest.mark.parametrize("how", ["new column", "new column from a new month", "other type", "previous version"])
 def test_a_contract_change_rebuilds_every_table(releases, postgres_url, how):
     publish_to_postgres(releases.published_db, postgres_url)
     change_the_contract(releases, postgres_url, how)

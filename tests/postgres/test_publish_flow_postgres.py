@@ -42,9 +42,13 @@ def test_publish_flow_also_publishes_to_postgres(published_warehouse, postgres_u
 
     with duckdb.connect(str(warehouse / "published.duckdb"), read_only=True) as con:
         expected = con.execute("SELECT count(*), sum(avg_daily_aum_cny) FROM customer_segment").fetchone()
+        writers = con.execute("SELECT table_name, as_of_month, release_id FROM release_months").fetchall()
     with psycopg.connect(postgres_url) as pg:
         released = pg.execute("SELECT release_id FROM tiering.release_log ORDER BY published_at DESC "
                               "LIMIT 1").fetchone()[0]
         copied = pg.execute("SELECT count(*), sum(avg_daily_aum_cny) FROM tiering.customer_segment").fetchone()
+        copied_writers = pg.execute("SELECT table_name, as_of_month, release_id FROM tiering.release_months"
+                                    ).fetchall()
     assert released == release.release_id
     assert copied == expected  # exact: NUMERIC sum equals the DuckDB DECIMAL sum
+    assert sorted(copied_writers) == sorted(writers)  # which release wrote each month, as in the catalog
