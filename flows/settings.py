@@ -12,9 +12,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DEFAULT_RULES = PROJECT_ROOT / "rules" / "tiering_rules.yml"
 # DuckDB's own default is 80 % of RAM; a fixed bound keeps a 1 M-customer close within 6 GB (BENCHMARKS.md).
 DEFAULT_MEMORY_LIMIT = "4GB"
-# dbt nodes run in parallel in one process (DuckDB serves them from one database): tests overlap. Measured
-# in BENCHMARKS.md; more threads than cores only add contention.
-DEFAULT_DBT_THREADS = 4
+# dbt nodes run in parallel in one process (DuckDB serves them from one database): tests overlap. Two, as the
+# reference machine's cores: at 1 M customers more parallel heavy nodes only compete for the memory limit.
+DEFAULT_DBT_THREADS = 2
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-{{ config(materialized='view') }}
+{{ config(materialized='table') }}
 
 with
 
@@ -33,15 +33,37 @@ build_month as (
 
 ),
 
-txns_read as (
+txns_in_coverage as (
 
-    -- The batches since the previous evaluated month; a transaction re-delivered in a later of these
-    -- batches replaces the earlier one (C1).
+    -- The batches since the previous evaluated month.
     select txns.*
     from txns
     where txns.batch_date between (select build_month.coverage_start from build_month)
         and (select build_month.as_of_month from build_month)
-    qualify row_number() over (partition by txns.txn_id order by txns.batch_date desc) = 1
+
+),
+
+redelivered as (
+
+    -- txn_ids delivered by more than one of these batches (ingestion allows one per batch): the latest
+    -- batch's delivery replaces the earlier ones (C1). An aggregate, not a window over every transaction.
+    select
+        txns_in_coverage.txn_id,
+        max(txns_in_coverage.batch_date) as latest_batch_date
+    from txns_in_coverage
+    group by txns_in_coverage.txn_id
+    having count(*) > 1
+
+),
+
+txns_read as (
+
+    select txns_in_coverage.*
+    from txns_in_coverage
+    left join redelivered
+        on txns_in_coverage.txn_id = redelivered.txn_id
+    where redelivered.txn_id is null
+        or txns_in_coverage.batch_date = redelivered.latest_batch_date
 
 ),
 
