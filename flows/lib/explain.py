@@ -233,7 +233,7 @@ def _read_working(working_db: Path, row: dict, month: dt.date):
                    p.is_aum, p.is_deposit
             from balances b
             join accounts a on a.acct_id = b.acct_id and b.batch_date >= a.valid_from
-                and (a.valid_to is null or b.batch_date < a.valid_to)
+                and b.batch_date < coalesce(a.valid_to, date '9999-12-31')
             left join rates r on r.batch_date = b.batch_date and r.currency = b.currency
             left join "{product_types}".rule_product_types p on p.product_type = a.product_type""",
                     {"cust": cust_id, "start": window["month_start"], "end": month})

@@ -96,7 +96,8 @@ txns_joined_to_accounts as (
     left join account_versions
         on txns_read.acct_id = account_versions.acct_id
         and txns_read.batch_date >= account_versions.valid_from
-        and (account_versions.valid_to is null or txns_read.batch_date < account_versions.valid_to)
+        -- coalesce, not `valid_to is null or …`: an OR in an outer join's condition forces a nested loop.
+        and txns_read.batch_date < coalesce(account_versions.valid_to, date '9999-12-31')
 
 ),
 

@@ -67,7 +67,8 @@ balances_converted as (
     left join account_versions
         on balances_read.acct_id = account_versions.acct_id
         and balances_read.batch_date >= account_versions.valid_from
-        and (account_versions.valid_to is null or balances_read.batch_date < account_versions.valid_to)
+        -- coalesce, not `valid_to is null or …`: an OR in an outer join's condition forces a nested loop.
+        and balances_read.batch_date < coalesce(account_versions.valid_to, date '9999-12-31')
     left join fx_rates
         on balances_read.currency = fx_rates.currency
         and balances_read.batch_date = fx_rates.batch_date
