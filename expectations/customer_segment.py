@@ -67,29 +67,32 @@ def _aum_reconciliation_sql(params: GateParams) -> str:
             WHERE valid_from <= {lit(params.as_of)} AND (valid_to IS NULL OR valid_to > {lit(params.month_start)})
             GROUP BY acct_id
         ), balances AS (
-            -- One balance per account and day even if two batches carried it (the later batch wins).
-            SELECT acct_id, bal_date, arg_max(balance, batch_date) AS balance,
-                   arg_max(currency, batch_date) AS currency
+            -- The month's batches: ingestion keeps one balance per account and batch, dated the batch date.
+            SELECT acct_id, bal_date, balance, currency
             FROM raw.cbs_balance WHERE batch_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
-              AND bal_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
-            GROUP BY acct_id, bal_date
         ), rates AS (
             SELECT currency, rate_date, arg_max(cny_per_unit, batch_date) AS cny_per_unit FROM raw.cbs_fx_rate
             WHERE batch_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
               AND rate_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
             GROUP BY currency, rate_date
+        ), aum_accounts AS (
+            SELECT a.acct_id FROM accounts AS a JOIN eligible AS e ON e.cust_id = a.cust_id
+            WHERE a.product_type IN ({lit_list(rules.aum_product_types)})
+        ), day_sums AS (
+            -- Σ balance per day and currency first (exact: Σ balance × rate = rate × Σ balance), so the
+            -- month's tens of millions of balances are summed, not multiplied one by one.
+            SELECT b.bal_date, b.currency, sum(b.balance) AS balance_sum
+            FROM balances AS b SEMI JOIN aum_accounts AS a ON a.acct_id = b.acct_id
+            GROUP BY b.bal_date, b.currency
         ), raw_total AS (
             SELECT
-                coalesce(sum(CAST(b.balance AS DECIMAL(38, 2))
-                             * CASE WHEN b.currency = 'CNY' THEN 1 ELSE r.cny_per_unit END), 0)
+                coalesce(sum(CAST(d.balance_sum AS DECIMAL(38, 2))
+                             * CASE WHEN d.currency = 'CNY' THEN 1 ELSE r.cny_per_unit END), 0)
                     AS aum_days_cny,
-                count(*) FILTER (WHERE b.currency <> 'CNY' AND r.cny_per_unit IS NULL)
+                count(*) FILTER (WHERE d.currency <> 'CNY' AND r.cny_per_unit IS NULL)
                     AS balances_without_rate
-            FROM balances AS b
-            JOIN accounts AS a ON a.acct_id = b.acct_id
-            JOIN eligible AS e ON e.cust_id = a.cust_id
-            LEFT JOIN rates AS r ON r.currency = b.currency AND r.rate_date = b.bal_date
-            WHERE a.product_type IN ({lit_list(rules.aum_product_types)})
+            FROM day_sums AS d
+            LEFT JOIN rates AS r ON r.currency = d.currency AND r.rate_date = d.bal_date
         ), marts AS (
             SELECT count(*) AS customers,
                    coalesce(sum(CAST(avg_daily_aum_cny AS DECIMAL(38, 2))), 0) AS aum_cny
@@ -98,7 +101,7 @@ def _aum_reconciliation_sql(params: GateParams) -> str:
         SELECT CAST(m.aum_cny AS VARCHAR) AS marts_total_cny,
                CAST(round(r.aum_days_cny / {days}, 4) AS VARCHAR) AS raw_total_cny,
                CAST(m.customers * {lit(ROUNDING_CNY)} AS VARCHAR) AS tolerance_cny,
-               r.balances_without_rate
+               r.balances_without_rate AS day_currencies_without_rate
         FROM marts AS m CROSS JOIN raw_total AS r
         WHERE abs(m.aum_cny * {days} - r.aum_days_cny) > m.customers * {lit(ROUNDING_CNY)} * {days}
            OR r.balances_without_rate > 0
