@@ -45,3 +45,13 @@
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }}
 {% endmacro %}
+
+{#-
+    True for the batch dates the evaluated month's build reads: from the day after the previous evaluated
+    month (int_evaluation_months.coverage_start) to the month's end, so consecutive builds read every loaded
+    day once. `build_month`: CTE holding the month's int_evaluation_months row.
+-#}
+{% macro in_build_coverage(column, build_month='build_month') -%}
+    {{ column }} between (select {{ build_month }}.coverage_start from {{ build_month }})
+        and (select {{ build_month }}.as_of_month from {{ build_month }})
+{%- endmacro %}

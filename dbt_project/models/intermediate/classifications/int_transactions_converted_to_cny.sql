@@ -1,4 +1,4 @@
-{{ config(materialized='table') }}
+{{ config(materialized='view') }}
 
 with
 
@@ -38,8 +38,7 @@ txns_in_coverage as (
     -- The batches since the previous evaluated month.
     select txns.*
     from txns
-    where txns.batch_date between (select build_month.coverage_start from build_month)
-        and (select build_month.as_of_month from build_month)
+    where {{ in_build_coverage('txns.batch_date') }}
 
 ),
 
@@ -71,8 +70,7 @@ rates_read as (
 
     select fx_rates.*
     from fx_rates
-    where fx_rates.batch_date between (select build_month.coverage_start from build_month)
-        and (select build_month.as_of_month from build_month)
+    where {{ in_build_coverage('fx_rates.batch_date') }}
 
 ),
 

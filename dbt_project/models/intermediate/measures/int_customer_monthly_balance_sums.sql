@@ -42,8 +42,7 @@ balances_read as (
     -- The batches since the previous evaluated month: each loaded day is summed by exactly one build.
     select balances.*
     from balances
-    where balances.batch_date between (select build_month.coverage_start from build_month)
-        and (select build_month.as_of_month from build_month)
+    where {{ in_build_coverage('balances.batch_date') }}
 
 ),
 
