@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 import flows  # noqa: F401  (no-telemetry environment before dbt loads)
+from flows.build import NodeProgress
 from flows.lib.dbt_runner import DbtBuildError, prepare_seeds, run_dbt
 from flows.lib.extracts import ensure_schema
 from flows.rules import load_rules
@@ -98,6 +99,10 @@ def dbt_args(base: list[str], tmp: Path) -> list[str]:
     return [*base, "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs")]
 
 
+# The month build's node progress, as the build flow's callback recorded it.
+BUILD_PROGRESS: dict[str, NodeProgress] = {}
+
+
 @pytest.fixture(scope="module")
 def empty_build(tmp_path_factory):
     """Seeds from the shipped rules, then `dbt build` (unit tests, models, data tests) on empty raw tables."""
@@ -118,7 +123,10 @@ def month_build(empty_build):
     settings, _, tmp = empty_build
     load_month(settings.working_db)
     # The unit tests already ran in the empty build; this run exercises models and data tests on data.
-    result = run_dbt(dbt_args(["build", "--exclude-resource-type", "unit_test"], tmp), settings, as_of=AS_OF)
+    nodes = NodeProgress("build 2024-02")
+    result = run_dbt(dbt_args(["build", "--exclude-resource-type", "unit_test"], tmp), settings, as_of=AS_OF,
+                     callbacks=[nodes])
+    BUILD_PROGRESS["month"] = nodes
     return settings, result, tmp
 
 
@@ -140,6 +148,15 @@ def test_empty_database_build_succeeds(empty_build):
 def test_month_build_succeeds(month_build):
     _, result, _ = month_build
     assert result.success, result.error_message()
+
+
+def test_build_progress_counts_every_node_of_the_month(month_build):
+    """The terminal bar's "dbt nodes done of N" comes from dbt's own events: every node, once."""
+    _, result, _ = month_build
+    nodes = BUILD_PROGRESS["month"]
+    assert nodes.total == result.nodes_run == nodes.done == len(nodes.nodes)
+    assert {n["status"] for n in nodes.nodes} == {"success", "pass"}
+    assert any(n["node"] == "model.tiering.customer_segment" for n in nodes.nodes)
 
 
 def test_published_averages_are_exact_and_rounded_half_up(month_build):

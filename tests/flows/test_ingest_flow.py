@@ -32,3 +32,18 @@ def test_flow_loads_good_batches_and_fails_naming_a_bad_one(prefect_harness, tmp
             "SELECT DISTINCT status FROM audit.batch_log WHERE batch_date = ?", [D + dt.timedelta(days=1)]
         ).fetchall() == [("REJECTED",)]
         assert con.execute("SELECT count(*) FROM raw.cbs_balance").fetchone() == (5,)
+
+
+def test_flow_reports_batches_done_of_n_and_logs_each_batch_as_it_loads(prefect_harness, tmp_path, caplog):
+    from flows import progress
+
+    landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+    days = [D + dt.timedelta(days=i) for i in range(3)]
+    for day in days:
+        write_batch(landing, day)
+    reports: list[tuple[str, int, int | None]] = []
+    with caplog.at_level("INFO"), progress.reporting_to(lambda *report: reports.append(report)):
+        ingest_flow(landing=str(landing), warehouse=str(warehouse), wait_seconds=0)
+    assert reports == [("ingest batches", n, 3) for n in range(4)]
+    loaded = [r.getMessage() for r in caplog.records if " loaded: " in r.getMessage()]
+    assert [line[:10] for line in loaded] == [f"{d:%Y-%m-%d}" for d in days]
