@@ -711,23 +711,26 @@ def _validate_sql(table: str, staged: str) -> str:
 def _reusing_sql(table: str, lines_view: str, batch_date: dt.date, encoding: str) -> str:
     """Stage SQL for a daily-snapshot file: a line identical to the text of the latest loaded snapshot's row
     is that row again (validation of a snapshot line depends on its text alone), so only new or changed
-    lines (a few hundred a day at 1 M customers) go through the field checks. Adds `line_text` and
-    `is_reused` (the row is the latest snapshot's, unchanged: raw_zone skips it when diffing)."""
+    lines (a few hundred a day at 1 M customers) go through the field checks. Adds `line_text` (NULL for a
+    reused row: the state already holds it) and `is_reused` (unchanged: raw_zone skips it when diffing)."""
     state = f"raw_state.{raw_zone.table_name(table)}"
+    key = KEYS[table]
     names = ", ".join(f"st.{f.name}" for f in SPECS[table])
-    fresh = (f"(SELECT l.* FROM {lines_view} AS l ANTI JOIN reused AS r ON r.line_no = l.line_no)")
+    fresh = f"(SELECT line_no, line, bad FROM matched WHERE {key} IS NULL)"
     return f"""
-        WITH reused AS MATERIALIZED (
-            SELECT l.line_no, CAST(NULL AS VARCHAR) AS reason, {names}, st.line_text, true AS is_reused
+        WITH matched AS MATERIALIZED (
+            -- One pass: each line with the state row whose text it equals (none: a new or changed line).
+            SELECT l.line_no, l.line, l.bad, {names}
             FROM {lines_view} AS l
-            JOIN {state} AS st ON st.line_text = rtrim(l.line, chr(13) || chr(10))
-            WHERE NOT l.bad
+            LEFT JOIN {state} AS st ON st.line_text = rtrim(l.line, chr(13) || chr(10)) AND NOT l.bad
         )
-        SELECT * FROM reused
+        SELECT line_no, CAST(NULL AS VARCHAR) AS reason, {", ".join(f.name for f in SPECS[table])},
+               CAST(NULL AS VARCHAR) AS line_text, true AS is_reused
+        FROM matched WHERE {key} IS NOT NULL
         UNION ALL
         SELECT checked.*, rtrim(src.line, chr(13) || chr(10)) AS line_text, false AS is_reused
         FROM ({_stage_sql(table, fresh, batch_date, encoding)}) AS checked
-        JOIN {lines_view} AS src ON src.line_no = checked.line_no"""
+        JOIN {fresh} AS src ON src.line_no = checked.line_no"""
 
 
 def validate_table(

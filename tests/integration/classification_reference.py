@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from flows.rules import Rules
-from tests.integration.reference_model import _days, _month_end, _read
+from tests.integration.reference_model import _days, _month_end, read_extract
 
 CUSTOMER_INITIATED_EXCLUDED = ("FEE", "INT")
 
@@ -65,11 +65,11 @@ def _monthly_avg(landing: Path, rules: Rules, month: dt.date, first_day: dt.date
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for day in _days(start, month):
         if day not in cache:
-            fx = {row[0]: Decimal(row[2]) for row in _read(landing, "FX_RATE", day)}
+            fx = {row[0]: Decimal(row[2]) for row in read_extract(landing, "FX_RATE", day)}
             fx["CNY"] = Decimal(1)
-            accounts = {row[0]: (row[1], row[2]) for row in _read(landing, "ACCOUNT", day)}
+            accounts = {row[0]: (row[1], row[2]) for row in read_extract(landing, "ACCOUNT", day)}
             aum: dict[str, Decimal] = defaultdict(Decimal)
-            for row in _read(landing, "BALANCE", day):
+            for row in read_extract(landing, "BALANCE", day):
                 cust_id, product = accounts[row[0]]
                 if product in rules.aum_product_types:
                     aum[cust_id] += Decimal(row[2]) * fx[row[3]]
@@ -86,7 +86,7 @@ def compute(landing: Path, rules: Rules, month: dt.date, first_day: dt.date,
     ({cust_id: (cust_type, published tier code)}), from the landing files loaded since `first_day`."""
     active = rules.active
     rank = {t.code: t.rank for t in active.tiers}
-    customers = {row[0]: row for row in _read(landing, "CUSTOMER", month)}
+    customers = {row[0]: row for row in read_extract(landing, "CUSTOMER", month)}
     month_start = month.replace(day=1)
     window_start = month - dt.timedelta(days=rules.rfm.frequency_window_days - 1)
     cap = rules.rfm.recency_cap_days
@@ -98,10 +98,10 @@ def compute(landing: Path, rules: Rules, month: dt.date, first_day: dt.date,
     cross_border: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
     risky: dict[str, set[str]] = defaultdict(set)
     for day in _days(first_day, month):
-        accounts = {row[0]: row[1] for row in _read(landing, "ACCOUNT", day)}
-        fx = {row[0]: Decimal(row[2]) for row in _read(landing, "FX_RATE", day)}
+        accounts = {row[0]: row[1] for row in read_extract(landing, "ACCOUNT", day)}
+        fx = {row[0]: Decimal(row[2]) for row in read_extract(landing, "FX_RATE", day)}
         fx["CNY"] = Decimal(1)
-        for txn_id, acct, _time, txn_type, amount, currency, _ch, cash, country in _read(landing, "TXN", day):
+        for txn_id, acct, _time, txn_type, amount, currency, _ch, cash, country in read_extract(landing, "TXN", day):
             cust_id = accounts[acct]
             if txn_type not in rules.rfm.non_activity_txn_types:
                 last_activity[cust_id] = day
@@ -121,11 +121,11 @@ def compute(landing: Path, rules: Rules, month: dt.date, first_day: dt.date,
 
     # Month-end holdings and loans.
     holdings: dict[str, set[str]] = defaultdict(set)
-    for row in _read(landing, "ACCOUNT", month):
+    for row in read_extract(landing, "ACCOUNT", month):
         if row[6] == "A":
             holdings[row[1]].add(row[2])
     loans: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
-    for row in _read(landing, "LOAN", month):
+    for row in read_extract(landing, "LOAN", month):
         loans[row[1]].append((row[3], int(row[7]), int(row[8])))
 
     cache: dict[dt.date, dict[str, Decimal]] = {}
