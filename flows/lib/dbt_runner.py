@@ -111,7 +111,9 @@ def collect_result(res: Any, command: list[str]) -> DbtRunResult:
             failures.append(FailedNode(node.unique_id, status, one_line(str(message))))
     if not res.success and not failures and res.exception is not None:
         failures.append(exception_failure(res.exception))
-    return DbtRunResult(bool(res.success), command, failures, len(results))
+    # on-run-start hooks come back as results too; they are not nodes of the DAG (nor of the progress bar).
+    nodes = [r for r in results if getattr(getattr(r, "node", None), "resource_type", None) != "operation"]
+    return DbtRunResult(bool(res.success), command, failures, len(nodes))
 
 
 def exception_failure(exc: BaseException) -> FailedNode:
