@@ -62,8 +62,6 @@ ACCOUNTS = [
 # A004 is closed after its last balance day and gone from the account extract ten days later: its balances of
 # the month still count (the account's version of the month, not of as_of).
 A004_CLOSED, A004_GONE = date(2026, 10, 11), date(2026, 10, 21)
-# The batch of 2026-10-01 carries a wrong balance of A001 that the next day's batch restates (later batch wins).
-RESTATED = ("A001", date(2026, 10, 1), Decimal("999999.00"))
 
 # cust_id → avg AUM, 3m avg, deposits, loans, value tier, implied tier, on_watch, months_below, previous tier
 SEGMENT = {
@@ -125,13 +123,6 @@ def raw_day(day: date, extra_customers: tuple[tuple[str, ...], ...] = (),
     balances = [{"acct_id": acct, "bal_date": day, "balance": Decimal(balance) + delta.get(acct, 0),
                  "currency": currency}
                 for acct, _, _, currency, balance, days in ACCOUNTS if day == PREV or day.day <= days]
-    acct, restated_day, wrong = RESTATED
-    if day == restated_day:
-        [row] = [b for b in balances if b["acct_id"] == acct]
-        row["balance"] = wrong
-    elif day == restated_day + timedelta(days=1):
-        balances.append({"acct_id": acct, "bal_date": restated_day, "balance": Decimal("5000.00"),
-                         "currency": "CNY"})
     rates = [{"currency": cur, "rate_date": day, "cny_per_unit": rate}
              for cur, rate in (("USD", USD_RATE), ("CNY", Decimal("1.000000")))]
     return {"CUSTOMER": customers, "ACCOUNT": accounts, "BALANCE": balances, "FX_RATE": rates}
