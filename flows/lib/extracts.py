@@ -722,7 +722,9 @@ def _reusing_sql(table: str, lines_view: str, batch_date: dt.date, encoding: str
             -- One pass: each line with the state row whose text it equals (none: a new or changed line).
             SELECT l.line_no, l.line, l.bad, {names}
             FROM {lines_view} AS l
-            LEFT JOIN {state} AS st ON st.line_text = rtrim(l.line, chr(13) || chr(10)) AND NOT l.bad
+            -- (`bad` inside the key, not beside it: a left-only condition would make this a nested loop)
+            LEFT JOIN {state} AS st
+                ON st.line_text = CASE WHEN l.bad THEN NULL ELSE rtrim(l.line, chr(13) || chr(10)) END
         )
         SELECT line_no, CAST(NULL AS VARCHAR) AS reason, {", ".join(f.name for f in SPECS[table])},
                CAST(NULL AS VARCHAR) AS line_text, true AS is_reused
