@@ -28,7 +28,7 @@ demo: setup
 
 # pytest exits 5 when it collects no test: say so instead of failing with make's generic code.
 test: setup system-deps
-	@$(BIN)/python -m pytest; rc=$$?; \
+	@$(BIN)/python -m pytest --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 
 test-fast: setup
