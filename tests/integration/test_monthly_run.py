@@ -43,6 +43,16 @@ def _rewrite_ok(dat: Path) -> None:
         f"{dat.name}|{lines}|{len(data)}|{hashlib.md5(data).hexdigest()}|{encoding}\n", encoding="ascii")
 
 
+def _replace_field(dat: Path, line: int, field: int, value: bytes) -> None:
+    """Change one field of one record of a batch file, with control totals the source would send."""
+    lines = dat.read_bytes().split(b"\n")
+    fields = lines[line].split(b"|")
+    fields[field] = value
+    lines[line] = b"|".join(fields)
+    dat.write_bytes(b"\n".join(lines))
+    _rewrite_ok(dat)
+
+
 def _run(landing: Path, warehouse: Path, as_of: dt.date, *flags: str) -> tuple[int, str]:
     """`tiering run` in-process; returns the exit code and what it printed to stderr."""
     err = io.StringIO()
@@ -108,13 +118,7 @@ def landing(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("landing")
     generate(root, CUSTOMERS, START, END, seed=7)
     # A TXN record with a code outside the spec: quarantined, the rest of its batch loads.
-    txn = root / "20260310" / "CBS_TXN_20260310.dat"
-    lines = txn.read_bytes().split(b"\n")
-    fields = lines[2].split(b"|")
-    fields[3] = b"XXX"
-    lines[2] = b"|".join(fields)
-    txn.write_bytes(b"\n".join(lines))
-    _rewrite_ok(txn)
+    _replace_field(root / "20260310" / "CBS_TXN_20260310.dat", line=2, field=3, value=b"XXX")
     return root
 
 
@@ -196,13 +200,7 @@ def test_redelivered_february_restates_february_on_and_nothing_before(month_by_m
     release_before.close()
     january_inode = (warehouse / january).stat().st_ino
     # The source re-delivers 2026-02-10 with one balance changed by a lot.
-    balance = changed_landing / "20260210" / "CBS_BALANCE_20260210.dat"
-    lines = balance.read_bytes().split(b"\n")
-    fields = lines[0].split(b"|")
-    fields[2] = b"98765432.10"
-    lines[0] = b"|".join(fields)
-    balance.write_bytes(b"\n".join(lines))
-    _rewrite_ok(balance)
+    _replace_field(changed_landing / "20260210" / "CBS_BALANCE_20260210.dat", line=0, field=2, value=b"98765432.10")
 
     code, err = _run(changed_landing, warehouse, MONTHS[3])
     assert code != 0 and "refused" in err and "--force" in err  # changed content needs --force

@@ -95,6 +95,12 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "wh" / "tiering.duckdb"
 
 
+def deliver(tmp_path: Path, *days: int) -> None:
+    """Write the batches of DAYS[i] (with history(i)) into the landing folder."""
+    for i in days:
+        write_batch(landing(tmp_path), DAYS[i], history(i))
+
+
 def ingest(tmp_path: Path, **kwargs) -> IngestReport:
     kwargs.setdefault("wait_seconds", 0)
     return ingest_batches(landing(tmp_path), db(tmp_path), **kwargs)
@@ -351,8 +357,7 @@ def test_force_replacement_of_the_latest_and_of_a_middle_date(tmp_path):
 @pytest.mark.parametrize("fail_at", ["writing a file", "committing"])
 def test_a_failed_load_leaves_no_file_and_views_never_name_uncommitted_ones(tmp_path, monkeypatch, fail_at):
     d0, d1, d2 = DAYS[:3]
-    for i in (0, 2):
-        write_batch(landing(tmp_path), DAYS[i], history(i))
+    deliver(tmp_path, 0, 2)
     ingest(tmp_path)
     committed = files_on_disk(tmp_path)
     views = query(tmp_path, "SELECT view_name, sql FROM duckdb_views() WHERE schema_name = 'raw' ORDER BY 1")
@@ -423,8 +428,7 @@ extracts.ingest_batches(sys.argv[1], sys.argv[2], date=dt.date.fromisoformat(sys
 
 def test_orphans_of_a_crashed_load_are_removed_by_the_next_ingest(tmp_path):
     d0, d1, d2 = DAYS[:3]
-    for i in (0, 2):
-        write_batch(landing(tmp_path), DAYS[i], history(i))
+    deliver(tmp_path, 0, 2)
     ingest(tmp_path)
     committed = files_on_disk(tmp_path)
     write_batch(landing(tmp_path), d1, history(1))
@@ -451,8 +455,7 @@ def test_orphans_of_a_crashed_load_are_removed_by_the_next_ingest(tmp_path):
 
 def test_rejected_or_refused_batches_change_nothing_on_disk(tmp_path):
     d0, d1, d2 = DAYS[:3]
-    for i in (0, 1):
-        write_batch(landing(tmp_path), DAYS[i], history(i))
+    deliver(tmp_path, 0, 1)
     ingest(tmp_path)
     before = tree(tmp_path)
     logged = query(tmp_path, "SELECT * FROM audit.batch_log ORDER BY ALL")
