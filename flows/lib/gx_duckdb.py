@@ -113,13 +113,6 @@ class DuckDBGX:
                 return asset
         return self.datasource.add_table_asset(name=name, table_name=table, schema_name=schema)
 
-    def monthly_batch(self, asset: Any, column: str, year: int, month: int) -> Any:
-        """The batch of `asset` whose `column` falls in the given calendar month."""
-        name = f"monthly_{column}"
-        existing = [bd for bd in asset.batch_definitions if bd.name == name]
-        definition = existing[0] if existing else asset.add_batch_definition_monthly(name, column=column)
-        return definition.get_batch(batch_parameters={"year": year, "month": month})
-
     def month_batch(self, table: str, schema: str, column: str, first: date, last: date) -> Any:
         """The rows of `<schema>.<table>` whose `column` lies in [first, last], as one batch.
 
