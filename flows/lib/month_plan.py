@@ -91,6 +91,11 @@ def evaluated_months(con: duckdb.DuckDBPyConnection, through: dt.date) -> list[d
 
 
 def _latest_builds(con: duckdb.DuckDBPyConnection) -> dict[dt.date, tuple[dt.datetime | None, str | None]]:
+    """Each built month's latest build: (inputs_loaded_at, rules_sha256); none before the first build."""
+    has_builds = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'audit' "
+                             "AND table_name = 'month_build'").fetchone()[0]
+    if not has_builds:
+        return {}
     rows = con.execute("""
         SELECT as_of_month, inputs_loaded_at, rules_sha256 FROM audit.month_build
         QUALIFY row_number() OVER (PARTITION BY as_of_month ORDER BY built_at DESC) = 1""").fetchall()
@@ -105,14 +110,18 @@ def _inputs_loaded_at(con: duckdb.DuckDBPyConnection, month: dt.date) -> dt.date
 def built_and_stale(con: duckdb.DuckDBPyConnection) -> tuple[list[dt.date], list[dt.date]]:
     """Built months, and the evaluated months a run would (re)build: never built, or batches dated on or
     before their end loaded since their build (for `tiering status`)."""
-    has_builds = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'audit' "
-                             "AND table_name = 'month_build'").fetchone()[0]
-    builds = _latest_builds(con) if has_builds else {}
+    builds = _latest_builds(con)
     latest = con.execute("SELECT max(batch_date) FROM audit.batch_log WHERE status = 'LOADED'").fetchone()[0]
     evaluated = evaluated_months(con, latest) if latest else []
-    stale = [m for m in evaluated if m not in builds or (_inputs_loaded_at(con, m) or dt.datetime.min)
-             > (builds[m][0] or dt.datetime.min)]
-    return sorted(builds), stale
+    loaded = {m: _inputs_loaded_at(con, m) for m in evaluated}
+    return sorted(builds), _stale_months(evaluated, builds, loaded)
+
+
+def _stale_months(evaluated: list[dt.date], builds: dict[dt.date, tuple[dt.datetime | None, str | None]],
+                  loaded: dict[dt.date, dt.datetime | None]) -> list[dt.date]:
+    """Evaluated months never built, or with a batch dated on or before their end loaded since their build."""
+    return [m for m in evaluated
+            if m not in builds or (loaded[m] is not None and (builds[m][0] is None or loaded[m] > builds[m][0]))]
 
 
 def plan_months(working_db: Path, as_of: dt.date, rules_path: Path, full_refresh: bool = False) -> MonthPlan:
@@ -126,9 +135,7 @@ def plan_months(working_db: Path, as_of: dt.date, rules_path: Path, full_refresh
                               "AND table_name = 'batch_log'").fetchone()[0]
         if not has_log:
             return MonthPlan(as_of, [as_of], full_refresh=full_refresh)
-        has_builds = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'audit' "
-                                 "AND table_name = 'month_build'").fetchone()[0]
-        builds = _latest_builds(con) if has_builds else {}
+        builds = _latest_builds(con)
         evaluated = evaluated_months(con, as_of)
         loaded = {m: _inputs_loaded_at(con, m) for m in [*evaluated, as_of]}
     finally:
@@ -144,8 +151,7 @@ def plan_months(working_db: Path, as_of: dt.date, rules_path: Path, full_refresh
             months.append(as_of)  # not evaluable: dbt's completeness check names the missing dates
         return MonthPlan(as_of, months, restated=[m for m in months if m in builds], full_refresh=True,
                          inputs_loaded_at={m: loaded.get(m) for m in months})
-    stale = [m for m in evaluated
-             if m not in builds or (loaded[m] is not None and (builds[m][0] is None or loaded[m] > builds[m][0]))]
+    stale = _stale_months(evaluated, builds, loaded)
     if stale:
         months = [m for m in evaluated if m >= stale[0]]
         if as_of not in months:
