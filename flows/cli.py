@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
+import signal
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import flows  # noqa: F401  (sets the no-telemetry environment before anything else loads)
+from flows import preflight
 from flows.months import complete_months, month_end, parse_as_of, parse_date
 from flows.progress import terminal_progress
+from flows.warehouse_lock import WarehouseBusy, warehouse_lock
 
 EXAMPLES = textwrap.dedent("""\
     examples:
@@ -22,6 +27,7 @@ EXAMPLES = textwrap.dedent("""\
       tiering explain C0000000105 --as-of 2026-10-31
       tiering backtest --rules candidate.yml --as-of 2026-10-31
       tiering status --landing landing
+      tiering rollback --to <release_id from release_log>
       tiering serve --landing landing --warehouse warehouse   (needs PREFECT_API_URL, see README)
       tiering demo
       duckdb -readonly warehouse/published.duckdb "from tier_summary"
@@ -42,6 +48,8 @@ def _argument(parse):
 
 
 _as_of_arg, _date_arg = _argument(parse_as_of), _argument(parse_date)
+WAIT_HELP = ("if another run holds the warehouse, wait for it to end (default: refuse at once, naming the "
+             "holder)")
 POSTGRES_HELP = ("also publish the release to PostgreSQL, e.g. postgresql://tiering@db.example/bi "
                  "(default: $TIERING_PUBLISH_POSTGRES; keep the password in ~/.pgpass or $PGPASSWORD)")
 
@@ -73,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--date", type=_date_arg, help="only this business date")
     ing.add_argument("--force", action="store_true", help="replace a loaded date whose content changed")
     ing.add_argument("--warehouse", help=warehouse_help)
+    ing.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
     run = add("run", "ingest pending batches, build, gate and publish one month",
               "tiering run --landing landing --as-of 2026-10-31")
@@ -86,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="rebuild every evaluated month up to --as-of from raw (normally a run builds only the "
                           "months whose batches changed)")
     run.add_argument("--publish-postgres", metavar="URL", help=POSTGRES_HELP)
+    run.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
     srv = add("serve", "register the daily-ingest (02:00) and monthly (06:00 on the 1st, Asia/Shanghai) "
               "deployments with the Prefect server at $PREFECT_API_URL and run them when due",
@@ -127,6 +137,17 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--out", type=Path,
                     help="report folder (default <warehouse>/backtests/<YYYY-MM>-<timestamp>/)")
     bt.add_argument("--keep-scratch", action="store_true", help="keep <out>/scratch (the candidate's database)")
+    bt.add_argument("--wait", action="store_true", help=WAIT_HELP)
+    rb = add("rollback", "make an earlier release current again (the current and the previous release are kept); "
+             "audited in release_log",
+             "tiering rollback --to 4f0a3b34-… --warehouse warehouse")
+    rb.add_argument("--to", required=True, metavar="RELEASE_ID", help="the release to make current (release_log)")
+    rb.add_argument("--force", action="store_true",
+                    help="roll back even to a release built with another rules version than the rules file's")
+    rb.add_argument("--warehouse", help=warehouse_help)
+    rb.add_argument("--rules", type=Path, help="rules file (default rules/tiering_rules.yml)")
+    rb.add_argument("--publish-postgres", metavar="URL", help=POSTGRES_HELP)
+    rb.add_argument("--wait", action="store_true", help=WAIT_HELP)
     return parser
 
 
@@ -151,17 +172,88 @@ def _quiet_task_run_logs() -> None:
 
 
 def _ingest(args) -> int:
-    from flows.ingest import ingest_flow
-    from flows.settings import Settings
+    settings = preflight.load_settings(args.warehouse)
+    preflight.check_landing(args.landing)
+    preflight.check_warehouse(settings.warehouse)
+    timeout = preflight.check_prefect_start_timeout()
+    with _holding(settings.warehouse, args.wait), _prefect_api(timeout):
+        from flows.ingest import ingest_flow
 
-    _quiet_task_run_logs()
-    settings = Settings.from_env(warehouse=args.warehouse)
-    with terminal_progress(sys.stderr.isatty()):
-        report = ingest_flow(landing=str(args.landing), warehouse=str(settings.warehouse),
-                             date=args.date.isoformat() if args.date else None, force=args.force,
-                             wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds)
+        _quiet_task_run_logs()
+        with terminal_progress(sys.stderr.isatty()):
+            report = ingest_flow(landing=str(args.landing), warehouse=str(settings.warehouse),
+                                 date=args.date.isoformat() if args.date else None, force=args.force,
+                                 wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds)
     _print_ingest(report)
     return 0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _holding(warehouse: Path, wait: bool) -> Iterator[None]:
+    """The warehouse lock for the whole command, taken before any server start-up (flows.warehouse_lock)."""
+    with warehouse_lock(warehouse, wait=wait, on_wait=lambda message: _say(message + " (Ctrl-C to stop)")):
+        yield
+
+
+@contextlib.contextmanager
+def _prefect_api(start_timeout: float) -> Iterator[None]:
+    """A Prefect API for this command's flows: the configured one (PREFECT_API_URL in the environment or the
+    Prefect profile), else a temporary server of our own (flows.lib.local_server) that ends with the command."""
+    from flows.lib.local_server import start_server
+
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured is None and "prefect" in sys.modules:  # e.g. a test harness's temporary settings
+        from prefect.settings import get_current_settings
+
+        configured = get_current_settings().api.url
+    if configured:
+        yield
+        return
+    server = start_server()  # boots while the pipeline's modules are imported below
+    healthy = False
+    try:
+        from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, get_current_settings, temporary_settings
+
+        import flows.pipeline  # noqa: F401  (the import the server's start-up overlaps)
+
+        if get_current_settings().api.url:  # the Prefect profile names a server: use it, not ours
+            server.stop()
+            yield
+            return
+        server.wait_healthy(start_timeout)
+        healthy = True
+        # No UI URL: this server serves no UI, so the logs must not link to one.
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_UI_URL: ""}):
+            try:
+                yield
+            finally:
+                _drain_prefect_workers()
+    finally:
+        server.stop(keep_log=not healthy)
+
+
+def _drain_prefect_workers() -> None:
+    """Send the logs and events Prefect still buffers while the server is up (as prefect_test_harness does)."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        with contextlib.suppress(RuntimeError):  # a worker that never started
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
 
 
 def _print_ingest(report) -> None:
@@ -194,31 +286,37 @@ def _use_postgres(url: str | None) -> None:
 
 
 def _run(args) -> int:
-    from flows.settings import Settings
-
+    settings = preflight.load_settings(args.warehouse, args.rules)
+    preflight.check_landing(args.landing)
+    preflight.check_warehouse(settings.warehouse)
+    preflight.check_rules(settings.rules_path)
+    preflight.check_postgres_url(args.publish_postgres or settings.publish_postgres)
+    timeout = preflight.check_prefect_start_timeout()
     _use_postgres(args.publish_postgres)
-    _run_month(args.landing, args.as_of, args.warehouse, args.rules, args.force, args.full_refresh)
-    settings = Settings.from_env(warehouse=args.warehouse)
+    with _holding(settings.warehouse, args.wait), _prefect_api(timeout):
+        _run_month(args.landing, args.as_of, str(settings.warehouse), settings.rules_path, args.force,
+                   args.full_refresh)
     print_tier_summary(settings.published_db, args.as_of)
     print(f"release report: {settings.reports_dir / f'{args.as_of:%Y-%m}' / 'index.html'}")
     return 0
 
 
 def _serve(args) -> int:
+    settings = preflight.load_settings(args.warehouse, args.rules)
+    preflight.check_landing(args.landing)
+    preflight.check_warehouse(settings.warehouse)
+    preflight.check_rules(settings.rules_path)
+    preflight.check_postgres_url(args.publish_postgres or settings.publish_postgres)
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
 
     from flows.deployments import build_deployments
-    from flows.settings import Settings
     from flows.warehouse_lock import ensure_warehouse_limit
 
     if not PREFECT_API_URL.value():
         raise RuntimeError("no Prefect server: start one with `prefect server start`, then "
                            "export PREFECT_API_URL=http://127.0.0.1:4200/api and run tiering serve again")
-    if not args.landing.is_dir():
-        raise FileNotFoundError(f"landing folder not found: {args.landing}")
     _use_postgres(args.publish_postgres)
-    settings = Settings.from_env(warehouse=args.warehouse, rules=args.rules)
     settings.warehouse.mkdir(parents=True, exist_ok=True)
     deployments = build_deployments(args.landing, settings)
     limit = ensure_warehouse_limit(settings.warehouse, reset=True)
@@ -233,19 +331,24 @@ def _serve(args) -> int:
 def _demo(args) -> int:
     if args.months < 1 or args.start.day != 1:
         raise ValueError("demo needs --months ≥ 1 and --start on a month's first day")
-    from flows.generate import generate
-    from flows.settings import Settings
-
+    landing, warehouse = args.dir / "landing", args.dir / "warehouse"
+    if args.dir.exists() and not args.dir.is_dir():
+        raise preflight.PreflightError(f"demo folder {args.dir} is a file, not a folder")
+    settings = preflight.load_settings(warehouse)
+    preflight.check_warehouse(settings.warehouse)
+    preflight.check_rules(settings.rules_path)
+    timeout = preflight.check_prefect_start_timeout()
     end = month_end(args.start)
     for _ in range(args.months - 1):
         end = month_end(end + dt.timedelta(days=1))
-    landing, warehouse = args.dir / "landing", args.dir / "warehouse"
-    print(f"generating {args.customers} customers, {args.start} … {end} into {landing}")
-    generate(landing, args.customers, args.start, end, seed=args.seed)
-    for as_of in complete_months(args.start, end):
-        print(f"running month {as_of:%Y-%m}")
-        _run_month(landing, as_of, str(warehouse), None, False)
-    settings = Settings.from_env(warehouse=warehouse)
+    with _holding(settings.warehouse, wait=False), _prefect_api(timeout):
+        from flows.generate import generate
+
+        print(f"generating {args.customers} customers, {args.start} … {end} into {landing}")
+        generate(landing, args.customers, args.start, end, seed=args.seed)
+        for as_of in complete_months(args.start, end):
+            print(f"running month {as_of:%Y-%m}")
+            _run_month(landing, as_of, str(settings.warehouse), None, False)
     print_tier_summary(settings.published_db, end)
     print(textwrap.dedent(f"""
         where to look:
@@ -302,18 +405,45 @@ COMMANDS["serve"] = _serve
 
 
 def _backtest(args) -> int:
+    settings = preflight.load_settings(args.warehouse)
+    preflight.check_rules(args.rules)
+    preflight.check_warehouse(settings.warehouse, must_exist=True)
     from flows.lib.backtest import render_terminal, run_backtest
-    from flows.settings import Settings
 
-    settings = Settings.from_env(warehouse=args.warehouse)
     console = _console()
-    result = run_backtest(args.rules, args.as_of, settings.warehouse, args.out, keep_scratch=args.keep_scratch,
-                          log=lambda message: console.print(message, style="dim"))
+    # The whole back-test: it reads the raw files a forced re-delivery could replace.
+    with _holding(settings.warehouse, args.wait):
+        result = run_backtest(args.rules, args.as_of, settings.warehouse, args.out,
+                              keep_scratch=args.keep_scratch, log=lambda message: console.print(message, style="dim"))
     render_terminal(result, console)
     return 0
 
 
 COMMANDS["backtest"] = _backtest
+
+
+def _rollback(args) -> int:
+    settings = preflight.load_settings(args.warehouse, args.rules)
+    preflight.check_warehouse(settings.warehouse, must_exist=True)
+    version = preflight.check_rules(settings.rules_path)
+    preflight.check_postgres_url(args.publish_postgres or settings.publish_postgres)
+    _use_postgres(args.publish_postgres)
+    from flows.lib.rollback import rollback_release
+
+    with _holding(settings.warehouse, args.wait):
+        result = rollback_release(settings.warehouse, args.to, version, force=args.force,
+                                  duckdb_config=settings.duckdb_config())
+        print(result.summary)
+        url = os.environ.get("TIERING_PUBLISH_POSTGRES")
+        if url:
+            from flows.lib.postgres_publish import publish_to_postgres
+
+            copy = publish_to_postgres(settings.published_db, url)
+            print(f"PostgreSQL {copy.target}, schema {copy.schema}: now release {copy.release_id} ({copy.mode})")
+    return 0
+
+
+COMMANDS["rollback"] = _rollback
 
 
 def _console():
@@ -327,15 +457,46 @@ def _console():
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tiering` console script; exit 0 on success, 1 with a one-line reason otherwise."""
     args = _parser().parse_args(argv)
+    previous = _stop_on_sigterm()
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"tiering {args.command}: interrupted", file=sys.stderr)
         return 130
+    except preflight.PreflightError as exc:  # checked before any work: nothing was started
+        print(f"tiering {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except WarehouseBusy as exc:  # EX_TEMPFAIL: a scheduler may simply try again later
+        print(f"tiering {args.command}: {exc}", file=sys.stderr)
+        return 75
+    except Terminated:
+        print(f"tiering {args.command}: stopped by SIGTERM; nothing half-done was published (run it again to "
+              f"finish)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as exc:  # every failure ends as one actionable line, not a traceback
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         print(f"tiering {args.command}: failed: {reason}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM (a scheduler's time-out, systemd, kill): unwind so that the temporary server and locks end."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into an orderly exit (Prefect marks the flow run crashed, then calls this handler);
+    returns the previous handler, or None off the main thread (where signals cannot be handled)."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 - `tiering-run/monthly`: 06:00 on the 1st, Asia/Shanghai; `as_of` is left empty so the run evaluates the
   month before its scheduled start (flows.pipeline); retries twice, an hour apart, for late month-end files.
 
-Both hold the warehouse's global concurrency slot (flows.warehouse_lock, limit 1), and each deployment
+Both hold the warehouse's global concurrency slot (limit 1) and lock file (flows.warehouse_lock); each deployment
 enqueues a second run of itself instead of starting it. `prefect.yaml` declares the same deployments for
 teams that run workers; tests/unit/test_deployments.py keeps the two in step.
 """
@@ -36,7 +36,7 @@ DAILY_DEPLOYMENT, MONTHLY_DEPLOYMENT = "daily", "monthly"
 def daily_ingest(landing: str, warehouse: str | None = None, force: bool = False):
     """Load every complete, not yet loaded batch of `landing`; fail (and retry) if one is late or bad."""
     settings = Settings.from_env(warehouse=warehouse)
-    with warehouse_slot(settings.warehouse):
+    with warehouse_slot(settings.warehouse, "daily-ingest flow"):
         # .fn: the ingest logs and the batch-load-summary artifact belong to this run, not a nested one.
         return ingest_flow.fn(landing=landing, warehouse=str(settings.warehouse), force=force,
                               wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds)

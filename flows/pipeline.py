@@ -1,7 +1,7 @@
 """The parent flow of a monthly run: ingest → build → gate → publish → report, each a Prefect subflow.
 
-Under a deployment the run holds the warehouse's concurrency slot (flows.warehouse_lock), so the daily
-ingest and the monthly run of one warehouse never overlap.
+The run holds the warehouse lock (and, under a deployment, the warehouse's concurrency slot; see
+flows.warehouse_lock), so no two writers of one warehouse ever overlap.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from prefect.runtime import flow_run as runtime_flow_run
 from flows.build import build_flow
 from flows.gate import gate_flow
 from flows.ingest import ingest_flow
-from flows.lib.month_plan import plan_months
+from flows.lib.month_plan import plan_months, record_month_publication
 from flows.months import SHANGHAI, parse_as_of, previous_month_end
 from flows.publish import publish_flow
 from flows.report import report_flow
@@ -36,7 +36,7 @@ def tiering_run(landing: str, as_of: str | None = None, warehouse: str | None = 
     rebuilt first (restatement); `full_refresh` rebuilds every month from raw."""
     month = parse_as_of(as_of) if as_of else _default_as_of()
     settings = Settings.from_env(warehouse=warehouse, rules=rules)
-    with warehouse_slot(settings.warehouse):
+    with warehouse_slot(settings.warehouse, f"tiering-run flow ({month:%Y-%m})"):
         return _run_month(settings, landing, month, force, full_refresh)
 
 
@@ -61,6 +61,7 @@ def _run_month(settings: Settings, landing: str, month: date, force: bool, full_
         gate_runs[gated_month.isoformat()] = gate.gate_run_id
     release = publish_flow(warehouse=wh, as_of=month.isoformat(), gate_runs=gate_runs,
                            months=[m.isoformat() for m in plan.published_months])
+    record_month_publication(settings.working_db, plan.published_months, release.release_id)
     logger.info("published release %s for %s", release.release_id, month)
     report_flow(warehouse=wh, as_of=month.isoformat(), gate_run_id=gate_runs[month.isoformat()])
     return release

@@ -16,12 +16,35 @@
             {%- endfor -%}
             {%- set parts = [] -%}
             {%- for month, dates in by_month.items() -%}
-                {%- do parts.append(month ~ ': ' ~ (dates | join(', '))) -%}
+                {%- do parts.append(month ~ ': ' ~ date_runs(dates)) -%}
             {%- endfor -%}
             {{ exceptions.raise_compiler_error('missing CBS_BALANCE batches for ' ~ (parts | join('; '))) }}
         {%- endif -%}
     {%- endif -%}
     select 1 as balance_batches_checked
+{% endmacro %}
+
+{#- Sorted YYYY-MM-DD strings as runs of consecutive days: "2026-12-01 … 2026-12-31 (31 days), 2027-01-04". -#}
+{% macro date_runs(dates) %}
+    {%- set datetime = modules.datetime -%}
+    {%- set runs = [] -%}
+    {%- for text in dates | sort -%}
+        {%- set day = datetime.datetime.strptime(text, '%Y-%m-%d').date() -%}
+        {%- if runs and (day - runs[-1][1]).days == 1 -%}
+            {%- set first = runs[-1][0] -%}
+            {%- do runs.pop() -%}
+            {%- do runs.append([first, day]) -%}
+        {%- else -%}
+            {%- do runs.append([day, day]) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set parts = [] -%}
+    {%- for first, last in runs -%}
+        {%- set days = (last - first).days + 1 -%}
+        {%- do parts.append(first ~ ' … ' ~ last ~ ' (' ~ days ~ ' days)' if days > 2 else
+                            ([first, last] | unique | join(', '))) -%}
+    {%- endfor -%}
+    {{ return(parts | join(', ')) }}
 {% endmacro %}
 
 {% macro parse_as_of_month_end(as_of_text) %}

@@ -16,8 +16,10 @@ from flows.lib import raw_zone
 from flows.lib.extracts import discover_batches
 from flows.lib.month_plan import built_and_stale
 from flows.settings import Settings
+from flows.warehouse_lock import is_locked, read_owner
 
-BUSY = "working database busy: a pipeline run holds it; batch and gate status are shown after the run"
+BUSY = ("working database busy: a pipeline run holds it; batch, gate and pending-batch status are shown "
+        "after the run")
 
 
 @dataclass
@@ -33,13 +35,17 @@ class Status:
     raw_bytes: int | None = None
     last_gate: dict | None = None
     last_release: dict | None = None
+    running: str | None = None  # the command holding the warehouse lock, if any
     notes: list[str] = field(default_factory=list)
 
 
 def collect_status(settings: Settings, landing: Path | None = None) -> Status:
     """Gather the status of one warehouse (and, given `landing`, the batches waiting there)."""
     status = Status(settings.warehouse)
-    loaded_dates: set[dt.date] = set()
+    if is_locked(settings.warehouse):
+        owner = read_owner(settings.warehouse)
+        status.running = owner.describe() if owner else "another process"
+    loaded_dates: set[dt.date] | None = set()
     if settings.working_db.exists():
         try:
             with duckdb.connect(str(settings.working_db), read_only=True) as con:
@@ -48,19 +54,25 @@ def collect_status(settings: Settings, landing: Path | None = None) -> Status:
             if "lock" not in str(exc).lower():
                 raise
             status.notes.append(BUSY)
+            loaded_dates = None  # unknown: the batches waiting in landing cannot be told apart
     else:
         status.notes.append(f"no working database yet at {settings.working_db}: nothing ingested")
     if (settings.warehouse / "raw").is_dir():
         status.raw_bytes = sum(raw_zone.stored_bytes(settings.warehouse).values())
-    if landing is not None:
+    if landing is not None and loaded_dates is not None:
         status.pending = [d for d in discover_batches(landing) if d not in loaded_dates]
     if settings.published_db.exists():
         with duckdb.connect(str(settings.published_db), read_only=True) as con:
-            row = con.execute("select release_id, as_of_month, published_at, rules_version, rule_set_version "
-                              "from release_log order by published_at desc limit 1").fetchone()
+            columns = {c for (c,) in con.execute("select column_name from information_schema.columns "
+                                                 "where table_name = 'release_log'").fetchall()}
+            # Catalogs published before rollbacks existed have no action column: every row is a publication.
+            action = ("action, rolled_back_from" if "action" in columns
+                      else "'publish' as action, null as rolled_back_from")
+            row = con.execute(f"select release_id, as_of_month, published_at, rules_version, rule_set_version, "
+                              f"{action} from release_log order by published_at desc limit 1").fetchone()
         if row:
             status.last_release = dict(zip(("release_id", "as_of_month", "published_at", "rules_version",
-                                            "rule_set_version"), row, strict=True))
+                                            "rule_set_version", "action", "rolled_back_from"), row, strict=True))
     else:
         status.notes.append("nothing published yet")
     return status
@@ -100,6 +112,9 @@ def _read_working(con, status: Status) -> set[dt.date]:
 def render_status(status: Status) -> list[str]:
     """Plain lines for the terminal."""
     lines = [f"warehouse {status.warehouse}"]
+    if status.running:
+        lines.append(f"running now: {status.running} holds the warehouse; what it is loading or building is "
+                     f"shown when it ends")
     if status.loaded:
         lo = status.loaded
         lines.append(f"loaded: {lo['dates']} batch dates, {lo['first']} … {lo['last']}, {lo['records']} records, "
@@ -124,7 +139,9 @@ def render_status(status: Status) -> list[str]:
         lines.append(f"last gate: {g['as_of_month']:%Y-%m} {verdict} at {g['finished_at']} ({g['gate_run_id']})")
     if status.last_release:
         r = status.last_release
-        lines.append(f"last release: {r['as_of_month']:%Y-%m} published {r['published_at']} "
+        how = (f"rolled back to at {r['published_at']} (from {r['rolled_back_from']})" if r["action"] == "rollback"
+               else f"published {r['published_at']}")
+        lines.append(f"last release: {r['as_of_month']:%Y-%m} {how} Asia/Shanghai "
                      f"({r['release_id']}, rules {r['rules_version']}, {r['rule_set_version']})")
     lines += [f"note: {n}" for n in status.notes]
     return lines

@@ -233,9 +233,12 @@ def test_missing_balance_date_fails_naming_it(month_build, tmp_path):
     shutil.copy(settings.working_db, copy.working_db)
     shutil.copytree(settings.warehouse / "raw", copy.warehouse / "raw")
     set_batch_status(copy.working_db, dt.date(2024, 2, 17), "CBS_BALANCE", "REJECTED")
+    for day in range(20, 30):  # a run of missing days is named as a range, not day by day
+        set_batch_status(copy.working_db, dt.date(2024, 2, day), "CBS_BALANCE", "REJECTED")
     result = run_dbt(dbt_args(["build"], tmp_path), copy, as_of=AS_OF)
     assert not result.success
-    assert "missing CBS_BALANCE batches for 2024-02: 2024-02-17" in result.error_message()
+    assert ("missing CBS_BALANCE batches for 2024-02: 2024-02-17, 2024-02-20 … 2024-02-29 (10 days)"
+            in result.error_message())
     with pytest.raises(DbtBuildError) as info:
         result.raise_on_failure()
     assert "2024-02-17" in str(info.value) and "\n" not in str(info.value)

@@ -23,6 +23,7 @@ from flows.lib import backtest as backtest_module
 from flows.lib.backtest import BacktestError, run_backtest
 from flows.rules import RulesError
 from flows.settings import DEFAULT_RULES
+from tests.support.rules_cases import INVALID, candidate_with
 
 
 @pytest.fixture
@@ -35,14 +36,6 @@ def warehouse(published_warehouse, tmp_path) -> Path:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def candidate_with(tmp_path: Path, old: str, new: str, name: str = "candidate.yml") -> Path:
-    text = DEFAULT_RULES.read_text(encoding="utf-8")
-    assert text.count(old) == 1, old
-    path = tmp_path / name
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return path
 
 
 def gold_line() -> str:
@@ -143,18 +136,6 @@ def test_unchanged_candidate_moves_nobody_and_cli_prints_the_report(warehouse, p
     assert (out / "backtest.html").exists()
 
 
-INVALID = {
-    # name: (old text, new text, problem in the message)
-    "overlapping floors": ('PLATINUM, name: 白金客户,     floor_cny: "300000"', 'PLATINUM, name: 白金客户,     floor_cny: "100000"', "must be above the tier below"),
-    "unordered floors": ('floor_cny: "300000"', 'floor_cny: "50000"', "must be above the tier below"),
-    "lowest floor not 0": ('{code: NONCORE,  name: 非核心客户,   floor_cny: "0"',
-                           '{code: NONCORE,  name: 非核心客户,   floor_cny: "1"', "lowest tier's floor must be 0"),
-    "unknown measure": ("measure: avg_daily_aum_3m", "measure: avg_daily_aum_6m", "'avg_daily_aum_6m'"),
-    "unknown product type": ("aum_product_types: [CASA, TD, WM, FUND, INS, GOLD]",
-                             "aum_product_types: [CASA, TD, WM, FUND, INS, SILVER]", "unknown product type"),
-    "unknown active rule set": ("active_rule_set: cib_monthly", "active_rule_set: cib_weekly", "is not a rule set"),
-    "missing name": ("{code: GOLD,     name: 黄金客户,", "{code: GOLD,", "missing 'name'"),
-}
 
 
 @pytest.mark.parametrize("case", list(INVALID))
@@ -178,8 +159,8 @@ def test_cli_refuses_an_invalid_candidate_in_one_line(tmp_path, capsys):
     candidate = candidate_with(tmp_path, 'floor_cny: "300000"', 'floor_cny: "50000"')
     code = main(["backtest", "--rules", str(candidate), "--as-of", "2026-03", "--warehouse", str(tmp_path / "w")])
     err = capsys.readouterr().err
-    assert code == 1
-    assert err.startswith(f"tiering backtest: failed: {candidate}, line ") and err.count("\n") == 1
+    assert code == 2  # refused before any work, as a usage error
+    assert err.startswith(f"tiering backtest: {candidate}, line ") and err.count("\n") == 1
 
 
 def test_unpublished_month_is_refused(warehouse, tmp_path):

@@ -1,5 +1,6 @@
 """`tiering serve` against a real `prefect server start`: the two deployments, their next runs, a triggered
-daily ingest, and the warehouse's concurrency slot holding a run back while another holder has it."""
+daily ingest held back first by the warehouse's concurrency slot, then by its lock file (a CLI run holding the
+warehouse), and the server's own settings (no analytics, from the project's prefect.toml)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def test_serve_registers_deployments_schedules_and_guards_the_warehouse(tmp_path
 
     with prefect_server() as server:
         mark("server up")
+        assert api(server, "GET", "/admin/settings")["server"]["analytics_enabled"] is False
         env = server.env | {"TIERING_OK_WAIT_SECONDS": "0"}
         serve = subprocess.Popen([tiering, "serve", "--landing", str(landing), "--warehouse", str(warehouse)],
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -109,10 +111,13 @@ def test_serve_registers_deployments_schedules_and_guards_the_warehouse(tmp_path
             # Someone else holds the warehouse slot: a triggered daily run waits and loads nothing.
             holder = subprocess.Popen(
                 [sys.executable, "-c",
-                 "import sys, time; import flows; from prefect.concurrency.sync import concurrency\n"
-                 "with concurrency(sys.argv[1], occupy=1, strict=True):\n"
-                 "    print('holding', flush=True); sys.stdin.readline()\n",
-                 limit_name],
+                 "import sys; import flows; from prefect.concurrency.sync import concurrency\n"
+                 "from flows.warehouse_lock import warehouse_lock\n"
+                 "with warehouse_lock(sys.argv[2], 'tiering run --as-of 2026-01 (test holder)'):\n"
+                 "    with concurrency(sys.argv[1], occupy=1, strict=True):\n"
+                 "        print('holding', flush=True); sys.stdin.readline()\n"
+                 "    print('slot released', flush=True); sys.stdin.readline()\n",
+                 limit_name, str(warehouse)],
                 env=server.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert holder.stdout.readline().strip() == "holding"
             run = subprocess.run([prefect, "deployment", "run", "daily-ingest/daily"],
@@ -124,7 +129,21 @@ def test_serve_registers_deployments_schedules_and_guards_the_warehouse(tmp_path
             assert flow_run_state(server, flow_run_id) == "RUNNING"
             assert loaded_batches(warehouse) == 0
 
-            # Released: the run takes the slot, loads both batches and shows its summary artifact.
+            # The slot is released, the lock file is not (a CLI run still holds the warehouse): the run takes
+            # the slot, says whom it waits for, and still loads nothing.
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "slot released"
+
+            def waiting_line():
+                logs = api(server, "POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}}})
+                return next((log["message"] for log in logs if "waiting for warehouse" in log["message"]), None)
+
+            assert "(test holder)" in wait_for("the run to wait for the warehouse lock", waiting_line)
+            assert flow_run_state(server, flow_run_id) == "RUNNING"
+            assert loaded_batches(warehouse) == 0
+
+            # Released: the run takes the lock, loads both batches and shows its summary artifact.
             holder.stdin.write("\n")
             holder.stdin.flush()
             assert holder.wait(timeout=60) == 0

@@ -21,7 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-# Nothing phones home, neither the server nor the clients pointed at it.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Nothing phones home, neither the server nor the clients pointed at it. The server itself is started as the
+# README says (`prefect server start` in the project folder): its analytics are off by the project's
+# prefect.toml, which tests check through the running server's settings.
 NO_TELEMETRY = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -94,10 +97,10 @@ def prefect_server(timeout: float = 120.0, home: Path | None = None) -> Iterator
         server = PrefectServer(api_url=api_url, ui_url=ui_url, env=env, home=home, log_path=log_path)
         with open(log_path, "wb") as log:
             # Own session: the server forks uvicorn and service processes; stop them all as one group.
+            server_env = {k: v for k, v in env.items() if k != "PREFECT_SERVER_ANALYTICS_ENABLED"}
             process = subprocess.Popen(
-                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                 "--port", str(port), "--analytics-off"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                env=server_env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
         try:
             _wait_healthy(process, server, timeout)

@@ -43,17 +43,26 @@ def test_status_reports_loaded_rejected_and_pending_batches(tmp_path, capsys):
     assert "pending in landing: 2 — 20260102, 20260103" in out
 
 
-def test_status_while_a_pipeline_holds_the_working_database(tmp_path):
-    settings = Settings.from_env(warehouse=tmp_path)
-    duckdb.connect(str(settings.working_db)).close()
-    # Another process holds the write lock, as a running pipeline would.
+def test_status_while_a_pipeline_holds_the_working_database(tmp_path, capsys):
+    settings = Settings.from_env(warehouse=tmp_path / "warehouse")
+    landing = tmp_path / "landing"
+    generate(landing, 10, DAYS[0], DAYS[0], seed=3)
+    ingest_batches(landing, settings.working_db, wait_seconds=0)
+    # Another process holds the warehouse and the working database's write lock, as a running pipeline would.
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
-                               "time.sleep(30)", str(settings.working_db)], stdout=subprocess.PIPE, text=True)
+                               "import duckdb, sys, time; from flows.warehouse_lock import warehouse_lock\n"
+                               "with warehouse_lock(sys.argv[2], 'tiering run --as-of 2026-01'):\n"
+                               "    c = duckdb.connect(sys.argv[1]); print('ok', flush=True); time.sleep(30)",
+                               str(settings.working_db), str(settings.warehouse)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ok"
-        status = collect_status(settings)
+        status = collect_status(settings, landing)
         assert BUSY in status.notes and status.loaded is None
+        assert status.pending is None  # a loaded batch must not be shown as pending
+        assert main(["status", "--landing", str(landing), "--warehouse", str(settings.warehouse)]) == 0
+        out = capsys.readouterr().out
+        assert f"running now: `tiering run --as-of 2026-01` (pid {holder.pid} on " in out
+        assert "pending in landing" not in out
     finally:
         holder.kill()
         holder.wait()
