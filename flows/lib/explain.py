@@ -1,7 +1,10 @@
 """Why a customer has its published result (PIPL art. 24): plain functions, rendering kept separate.
 
 `explain_customer` reads the published database read-only for the results and the working database
-read-only for the evidence (daily balances, FX, loans). Personal data comes only from the published,
+read-only for the evidence (daily balances, FX, loans). It cites two releases: the one published now (the
+latest `release_log` row, as `tiering status` shows it) and the one that wrote the shown month's row
+(`release_months` of customer_segment; a newer release carries the months it did not rebuild unchanged),
+and says so when they differ. Personal data comes only from the published,
 masked columns; raw names, certificate numbers and mobiles are never selected. AML levels and triggers
 are confidential (restricted database) and never read here.
 """
@@ -15,6 +18,8 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
 import duckdb
+
+from flows.months import SHANGHAI
 
 CENT = Decimal("0.01")
 SHOWN_PLACES = Decimal("0.0000000001")
@@ -34,6 +39,7 @@ SEGMENT_COLUMNS = (
     "rule_set_version", "rules_version",
 )
 EVIDENCE_UNAVAILABLE = "evidence unavailable until the running pipeline ends (working database locked)"
+ROLLBACK = "rollback"  # release_log.action of a row that made an earlier release current again
 
 
 class ExplainError(ValueError):
@@ -47,7 +53,7 @@ class Explanation:
     cust_id: str
     as_of_month: dt.date
     customer: dict
-    rules: dict
+    rules: dict  # rules.release_id: the release that wrote this month's row (= release.row.release_id)
     result: dict
     measures: dict
     ladder: dict | None
@@ -59,6 +65,8 @@ class Explanation:
     evidence: dict | None
     notes: list[str] = field(default_factory=list)
     aml: dict | None = None  # only with include_aml, from the restricted database
+    # {"current": {...}, "row": {...} | None, "same": bool | None, "time_zone", "statement"}: see _release
+    release: dict | None = None
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))
@@ -86,8 +94,7 @@ def explain_customer(warehouse: Path, cust_id: str, as_of: dt.date | None = None
             known = pub.execute("select count(*) from customer_segment where cust_id = ?", [cust_id]).fetchone()[0]
             raise ExplainError(f"customer {cust_id} has no published result for {month:%Y-%m}" if known
                                else f"unknown customer {cust_id}")
-        release = _one(pub, "select release_id, published_at from release_log "
-                            "where as_of_month = (select max(as_of_month) from release_log)", [])
+        release = _release(pub, month)
         rule_sets = _all(pub, "select rule_set, rule_set_version, measure, measure_value_cny, implied_tier, "
                               "tier_floor_cny, months_below, grace_months, on_watch, tier, tier_name, "
                               "previous_tier, tier_change from customer_tier "
@@ -156,11 +163,78 @@ def _published_month(pub, as_of: dt.date | None) -> dt.date:
         raise ExplainError("nothing is published yet")
     if as_of is None:
         latest = pub.execute("select max(as_of_month) from release_log").fetchone()[0]
-        return latest or months[-1]
+        return latest if latest in months else months[-1]
     if as_of not in months:
         raise ExplainError(f"month {as_of:%Y-%m} is not published "
                            f"(published: {months[0]:%Y-%m} … {months[-1]:%Y-%m})")
     return as_of
+
+
+def _release(pub, month: dt.date) -> dict:
+    """The release published now and the release that wrote `month`'s customer_segment rows.
+
+    The JSON shape (keys always present):
+    `current`: the latest `release_log` row by published_at, as `tiering status` reads it, whatever it
+    records: {release_id, as_of_month (the month the release was run for), published_at, action ('publish',
+    or 'rollback' when that row made an earlier release current again: published_at is then the rollback's
+    time), rolled_back_from (the release a rollback replaced, else null)};
+    `row`: the `release_months` writer of customer_segment for `month` with its publication's release_log
+    row: {release_id, as_of_month, published_at, gate_run_id, restated (the writer rewrote a month published
+    before)}, null when not recorded; `same`: current and row are one release (null when either is
+    unknown); `time_zone`: 'Asia/Shanghai' (the catalog stores published_at as naive Asia/Shanghai wall
+    time, flows.months.SHANGHAI; here it carries +08:00); `statement`: one sentence.
+    """
+    log_columns = _columns(pub, "release_log")
+    action = "action" if "action" in log_columns else "'publish'"
+    rolled_back_from = "rolled_back_from" if "rolled_back_from" in log_columns else "null"
+    current = _one(pub, f"select release_id, as_of_month, published_at, coalesce({action}, 'publish') as action, "
+                        f"{rolled_back_from} as rolled_back_from from release_log "
+                        "order by published_at desc limit 1", [])
+    row = None
+    if _columns(pub, "release_months"):
+        # The writer's publication row: same release and time (a rollback row of that release is later).
+        row = _one(pub, "select m.release_id, l.as_of_month, m.published_at, m.gate_run_id, "
+                        "l.restated_months from release_months m "
+                        "left join release_log l on l.release_id = m.release_id and l.published_at = m.published_at "
+                        "where m.table_name = 'customer_segment' and m.as_of_month = ? limit 1", [month])
+    if row is not None:
+        restated = (row.pop("restated_months") or "").split(",")
+        row["restated"] = month.isoformat() in restated
+    for found in (current, row):
+        if found is not None and found["published_at"] is not None:
+            found["published_at"] = found["published_at"].replace(tzinfo=SHANGHAI)
+    same = None if current is None or row is None else current["release_id"] == row["release_id"]
+    release = {"current": current, "row": row, "same": same, "time_zone": SHANGHAI.key}
+    release["statement"] = _release_statement(release, month)
+    return release
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "at an unrecorded time" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} {SHANGHAI.key}"
+
+
+def _made_current(current: dict) -> str:
+    """`published <time>`, or for a rollback row `made current again by a rollback on <time> (…)`."""
+    if current["action"] != ROLLBACK:
+        return f"published {_when(current['published_at'])}"
+    replaced = f", replacing {current['rolled_back_from']}" if current["rolled_back_from"] else ""
+    return f"made current again by a rollback on {_when(current['published_at'])}{replaced}"
+
+
+def _release_statement(release: dict, month: dt.date) -> str:
+    """One plain sentence: which release wrote this month's row and whether the current one carries it."""
+    current, row = release["current"], release["row"]
+    if current is None:
+        return "no release is logged in release_log"
+    if row is None:
+        return (f"the release that wrote {month:%Y-%m} is not recorded (no release_months row); the current "
+                f"release is {current['release_id']}, {_made_current(current)}")
+    verb = "restated" if row["restated"] else "published"
+    of = "" if row["as_of_month"] in (None, month) else f" (the release of {row['as_of_month']:%Y-%m})"
+    if release["same"]:
+        return f"this month was {verb} by the current release {row['release_id']}{of} on {_when(row['published_at'])}"
+    return (f"this month was {verb} by release {row['release_id']}{of} on {_when(row['published_at'])}; "
+            f"the current release {current['release_id']} ({_made_current(current)}) carries it unchanged")
 
 
 def _columns(con, table: str, schema: str = "main") -> set[str]:
@@ -294,7 +368,7 @@ def _assemble(row, month, release, rule_sets, history, classes, evidence, ladder
                                     "mobile_masked")}
     rules = {"rule_set": row["rule_set"], "rule_set_version": row["rule_set_version"],
              "rules_version": row["rules_version"],
-             "release_id": release["release_id"] if release else None}
+             "release_id": release["row"]["release_id"] if release["row"] else None}
     result = {k: row[k] for k in ("value_tier", "value_tier_name", "implied_tier", "tier_floor_cny",
                                   "tier_change", "effective_from")}
     measures = {k: row[k] for k in ("avg_daily_aum_cny", "aum_days", "aum_3m_avg_cny", "aum_3m_days",
@@ -374,7 +448,8 @@ def _assemble(row, month, release, rule_sets, history, classes, evidence, ladder
     return Explanation(cust_id=row["cust_id"], as_of_month=month, customer=customer, rules=rules, result=result,
                        measures=measures, ladder=ladder, hysteresis=hysteresis, corporate=corporate,
                        rule_sets=rule_sets, history=history,
-                       classifications=_classifications(classes, row, ladder_rows, ev), evidence=ev, notes=notes)
+                       classifications=_classifications(classes, row, ladder_rows, ev), evidence=ev, notes=notes,
+                       release=release)
 
 
 def _split_row(r: dict) -> dict:
@@ -472,7 +547,8 @@ def render_text(e: Explanation) -> str:
     lines = [f"customer {e.cust_id}  {c['cust_name_masked']}  cert {c['cert_no_masked']}  "
              f"mobile {c['mobile_masked']}  type {c['cust_type']}  branch {c['branch_id']}",
              f"month {e.as_of_month:%Y-%m} (as_of {e.as_of_month})  rule set {r['rule_set_version']}  "
-             f"rules {r['rules_version']}  release {r['release_id']}",
+             f"rules {r['rules_version']}",
+             *_render_release(e.release),
              f"result: {e.result['value_tier']} {e.result['value_tier_name']} (implied {e.result['implied_tier']}, "
              f"change {e.result['tier_change']}, effective from {e.result['effective_from']})",
              *[f"note: {n}" for n in e.notes], "", "measures"]
@@ -558,6 +634,25 @@ def render_text(e: Explanation) -> str:
                          f"{_money(t['amount'])} {t['currency']} (= {_money(t['amount_cny'])} CNY)"
                          + (f" counterparty {t['counterparty_country']}" if t["counterparty_country"] else ""))
     return "\n".join(lines)
+
+
+def _render_release(release: dict | None) -> list[str]:
+    """`release: current … ; this month's row …`, then the sentence when the two differ."""
+    if not release:
+        return []
+    current, row = release["current"], release["row"]
+    now = (f"current {current['release_id']} (release of {current['as_of_month']:%Y-%m}, "
+           f"{_made_current(current)})" if current else "current — (release_log is empty)")
+    if release["same"]:
+        wrote = "this month's row: the same release" + (" (restated this month)" if row["restated"] else "")
+    elif row:
+        wrote = f"this month's row: {row['release_id']} (published {_when(row['published_at'])})"
+    else:
+        wrote = "this month's row: release not recorded"
+    lines = [f"release: {now}; {wrote}"]
+    if not release["same"]:
+        lines.append(f"  {release['statement']}")
+    return lines
 
 
 def _render_classes(k: dict) -> list[str]:

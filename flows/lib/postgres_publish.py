@@ -64,7 +64,7 @@ PRIMARY_KEYS = {
     "customer_segment": ("as_of_month", "cust_id"),
     "customer_tier": ("as_of_month", "cust_id", "rule_set"),
     "tier_summary": ("as_of_month", "rule_set", "tier"),
-    RELEASE_LOG: ("release_id",),
+    RELEASE_LOG: ("release_id", "published_at"),  # a rollback logs its target release again
     MONTH_TABLE: ("table_name", "as_of_month"),
 }
 # Catalog columns PostgreSQL does not mirror: where the month's file lies in the DuckDB warehouse.

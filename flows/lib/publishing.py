@@ -22,6 +22,10 @@ The AML marts are confidential: never in `published.duckdb` or `releases/`. The 
 restricted catalog, then the main one, then the `exports` link. Any failure before the replacements removes
 what was written and leaves both releases byte for byte; the restricted catalog goes first so that a
 published release never exists without its AML counterpart.
+
+Both catalogs' `release_log` has one row per publication (`action` 'publish') and one per rollback
+(`action` 'rollback', `rolled_back_from` naming the release it replaced; flows/lib/rollback.py): the
+current release is always the latest row by published_at.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 
 import duckdb
 
+from flows.lib.faults import crash_point
 from flows.months import SHANGHAI
 
 log = logging.getLogger(__name__)
@@ -67,14 +72,21 @@ CREATE TABLE main.release_log (
     release_id VARCHAR, as_of_month DATE, published_at TIMESTAMP, rules_version VARCHAR,
     rule_set VARCHAR, rule_set_version VARCHAR, gate_run_id VARCHAR,
     customer_segment_rows BIGINT, customer_tier_rows BIGINT, tier_summary_rows BIGINT,
-    tier_migration_rows BIGINT, months_published VARCHAR, restated_months VARCHAR)
+    tier_migration_rows BIGINT, months_published VARCHAR, restated_months VARCHAR, action VARCHAR,
+    rolled_back_from VARCHAR, month_gate_runs VARCHAR)
 """
 AML_RELEASE_LOG_DDL = """
 CREATE TABLE main.release_log (
     release_id VARCHAR, as_of_month DATE, published_at TIMESTAMP, rules_version VARCHAR,
     gate_run_id VARCHAR, aml_customer_risk_rows BIGINT, aml_trigger_transactions_rows BIGINT,
-    months_published VARCHAR, restated_months VARCHAR)
+    months_published VARCHAR, restated_months VARCHAR, action VARCHAR, rolled_back_from VARCHAR,
+    month_gate_runs VARCHAR)
 """
+# release_log.action: a release written by publish_release, or made current again by a rollback.
+# release_log.month_gate_runs: each month a publication wrote and its gate run, `<YYYY-MM-DD>=<gate run>,…`
+# (what release_months says of those months, kept for a rollback after a later release restated them).
+ACTION_PUBLISH = "publish"
+ACTION_ROLLBACK = "rollback"
 RELEASE_MONTHS_DDL = """
 CREATE TABLE main.release_months (
     table_name VARCHAR, as_of_month DATE, release_id VARCHAR, gate_run_id VARCHAR, published_at TIMESTAMP,
@@ -123,6 +135,10 @@ def _sql_path(path: Path) -> str:
 
 def _month_text(months: list[date]) -> str:
     return ",".join(f"{m:%Y-%m-%d}" for m in months)
+
+
+def _month_gate_runs_text(months: list[date], gate_runs: dict[date, str]) -> str:
+    return ",".join(f"{m:%Y-%m-%d}={gate_runs[m]}" for m in months)
 
 
 def check_gate_runs(working_db: Path, gate_runs: dict[date, str]) -> None:
@@ -272,6 +288,8 @@ def _build_catalog(tmp: Path, written: _Written, tables: tuple[str, ...], log_dd
             con.execute(f"ATTACH {_sql_path(previous_catalog)} AS previous (READ_ONLY)")
             con.execute("INSERT INTO main.release_log BY NAME SELECT * FROM previous.main.release_log")
             con.execute("DETACH previous")
+            # Rows of a catalog older than the action column were all publications.
+            con.execute(f"UPDATE main.release_log SET action = '{ACTION_PUBLISH}' WHERE action IS NULL")
         placeholders = ", ".join(["?"] * len(log_row))
         con.execute(f"INSERT INTO main.release_log VALUES ({placeholders})", log_row)
         con.execute(RELEASE_MONTHS_DDL)
@@ -283,9 +301,10 @@ def _build_catalog(tmp: Path, written: _Written, tables: tuple[str, ...], log_dd
 
 
 def _check_catalog(tmp: Path, counts: dict[str, int], release_id: str, what: str,
-                   confidential: tuple[str, ...] = ()) -> None:
+                   confidential: tuple[str, ...] = (), logged_at: datetime | None = None) -> None:
     """Audit a built catalog on its own: row counts through its views, no personal-data column, this
-    release logged once, and (for the general release) no confidential table."""
+    release logged once (at `logged_at` when given: a rolled-back-to release has older rows too), and
+    (for the general release) no confidential table."""
     con = duckdb.connect(str(tmp), read_only=True)
     try:
         for table, expected in counts.items():
@@ -297,10 +316,12 @@ def _check_catalog(tmp: Path, counts: dict[str, int], release_id: str, what: str
             f"WHERE lower(column_name) IN ({', '.join(repr(c) for c in FORBIDDEN_COLUMNS)})").fetchall()
         if leaked:
             raise PublishFailed(f"unmasked personal data in the {what}: {', '.join(r[0] for r in leaked)}")
-        logged = con.execute("SELECT count(*) FROM main.release_log WHERE release_id = ?",
-                             [release_id]).fetchone()[0]
+        logged = con.execute("SELECT count(*) FROM main.release_log WHERE release_id = ?"
+                             + (" AND published_at = ?" if logged_at else ""),
+                             [release_id, *([logged_at] if logged_at else [])]).fetchone()[0]
         if logged != 1:
-            raise PublishFailed(f"{what} release_log has {logged} rows for release {release_id}, expected 1")
+            at = f" at {logged_at}" if logged_at else ""
+            raise PublishFailed(f"{what} release_log has {logged} rows for release {release_id}{at}, expected 1")
         if confidential:
             found_confidential = con.execute(
                 "SELECT table_name FROM information_schema.tables "
@@ -484,7 +505,8 @@ def publish_release(working_db: Path, published_db: Path, months: list[date], ga
         counts = _build_catalog(
             catalog_tmp, written, PUBLISHED_TABLES, RELEASE_LOG_DDL,
             [release_id, as_of_month, published_at, *meta, gate_run_id, *(expected[t] for t in PUBLISHED_TABLES),
-             _month_text(months), _month_text(restated) or None],
+             _month_text(months), _month_text(restated) or None, ACTION_PUBLISH, None,
+             _month_gate_runs_text(months, gate_runs)],
             published_db, _manifest(previous, written, PUBLISHED_TABLES, months, release_id, gate_runs,
                                     published_at, warehouse))
         if counts != expected:
@@ -498,7 +520,8 @@ def publish_release(working_db: Path, published_db: Path, months: list[date], ga
             aml_counts = _build_catalog(
                 restricted_catalog_tmp, written_aml, AML_TABLES, AML_RELEASE_LOG_DDL,
                 [release_id, as_of_month, published_at, meta[0], gate_run_id,
-                 *(aml_expected[t] for t in AML_TABLES), _month_text(months), _month_text(restated) or None],
+                 *(aml_expected[t] for t in AML_TABLES), _month_text(months), _month_text(restated) or None,
+                 ACTION_PUBLISH, None, _month_gate_runs_text(months, gate_runs)],
                 restricted_db, _manifest(previous_aml, written_aml, AML_TABLES, months, release_id, gate_runs,
                                          published_at, warehouse))
             os.chmod(restricted_catalog_tmp, RESTRICTED_FILE_MODE)
@@ -511,6 +534,7 @@ def publish_release(working_db: Path, published_db: Path, months: list[date], ga
         for leftover in (leftovers[1], leftovers[3]):
             if leftover.exists():
                 raise PublishFailed(f"{leftover} left behind: the release was not checkpointed")
+        crash_point("publish:before-swap")
         # Everything is built and verified: restricted first, then main, then the exports link. The old
         # AML catalog is kept aside until the main swap succeeded, to be put back if it does not.
         if with_aml:

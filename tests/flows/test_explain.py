@@ -253,3 +253,83 @@ def test_aml_is_shown_only_on_request_from_the_restricted_database(cases, tmp_pa
     assert main(["explain", cust_id, "--aml", "--warehouse", str(copy)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "restricted AML database" in err and "not found" in err
+
+
+def test_release_cites_the_current_release_and_the_rows_writer_after_a_republication(published_warehouse,
+                                                                                     tmp_path, capsys):
+    """Re-publishing the last month makes a new current release: that month's row is its own, an earlier
+    month's row is still the one its original release wrote (carried unchanged), and both are cited."""
+    from flows.pipeline import tiering_run
+
+    landing, source, as_of = published_warehouse
+    warehouse = tmp_path / "warehouse"
+    shutil.copytree(source, warehouse, symlinks=True)
+    earlier = dt.date(2026, 2, 28)
+    (superseded, earlier_writer, earlier_at), = _published(
+        warehouse, "select (select release_id from release_log where as_of_month = ?), m.release_id, m.published_at "
+                   "from release_months m where m.table_name = 'customer_segment' and m.as_of_month = ?",
+        [as_of, earlier])
+    release = tiering_run(landing=str(landing), as_of=as_of.isoformat(), warehouse=str(warehouse))
+    assert release.release_id != superseded and release.months_published == [as_of]
+    (cust_id,), = _published(warehouse, "select cust_id from customer_segment where as_of_month = ? "
+                                        "and cust_type = 'P' order by cust_id limit 1", [earlier])
+    zone = "Asia/Shanghai"
+    current = {"release_id": release.release_id, "as_of_month": as_of.isoformat(),
+               "published_at": release.published_at.isoformat() + "+08:00", "action": "publish",
+               "rolled_back_from": None}
+
+    # The re-published month: current release and row release are the same (the new one), restated.
+    assert main(["explain", cust_id, "--json", "--warehouse", str(warehouse)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["as_of_month"] == as_of.isoformat()
+    assert doc["release"]["current"] == current and doc["release"]["time_zone"] == zone
+    assert doc["release"]["row"]["release_id"] == doc["rules"]["release_id"] == release.release_id
+    assert doc["release"]["row"]["restated"] and doc["release"]["same"] is True
+    assert superseded not in json.dumps(doc)
+    assert main(["explain", cust_id, "--warehouse", str(warehouse)]) == 0
+    text = capsys.readouterr().out
+    assert f"release: current {release.release_id} (release of {as_of:%Y-%m}, published " in text
+    assert f"{release.published_at:%Y-%m-%d %H:%M:%S} {zone}); this month's row: the same release" in text
+    assert superseded not in text and "carries it unchanged" not in text
+
+    # An earlier month: written by its own release, carried unchanged by the new one.
+    assert main(["explain", cust_id, "--json", "--as-of", f"{earlier:%Y-%m}", "--warehouse", str(warehouse)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["release"]["current"] == current and doc["release"]["same"] is False
+    row = doc["release"]["row"]
+    assert row["release_id"] == doc["rules"]["release_id"] == earlier_writer != release.release_id
+    assert (row["as_of_month"], row["published_at"], row["restated"]) == (
+        earlier.isoformat(), earlier_at.isoformat() + "+08:00", False)
+    sentence = (f"this month was published by release {earlier_writer} on {earlier_at:%Y-%m-%d %H:%M:%S} {zone}; "
+                f"the current release {release.release_id} (published {release.published_at:%Y-%m-%d %H:%M:%S} "
+                f"{zone}) carries it unchanged")
+    assert doc["release"]["statement"] == sentence
+    assert main(["explain", cust_id, "--as-of", f"{earlier:%Y-%m}", "--warehouse", str(warehouse)]) == 0
+    text = capsys.readouterr().out
+    assert f"release: current {release.release_id} (release of {as_of:%Y-%m}" in text
+    assert f"this month's row: {earlier_writer} (published {earlier_at:%Y-%m-%d %H:%M:%S} {zone})" in text
+    assert sentence in text
+
+    # Rolled back to the superseded release: it is the current release again, and the row's writer.
+    from flows.lib.rollback import rollback_release
+
+    rolled = warehouse
+    rollback = rollback_release(rolled, superseded, release.rules_version)
+    at = rollback.rolled_back_at
+    with duckdb.connect(str(rolled / "published.duckdb"), read_only=True) as con:
+        (superseded_at,), = con.execute("select published_at from release_log where release_id = ? "
+                                        "and action = 'publish'", [superseded]).fetchall()
+    e = explain_customer(rolled, cust_id)
+    assert e.release["current"]["release_id"] == superseded == e.release["row"]["release_id"] == e.rules["release_id"]
+    assert (e.release["current"]["action"], e.release["current"]["rolled_back_from"]) == ("rollback",
+                                                                                          release.release_id)
+    assert e.release["same"] and not e.release["row"]["restated"]
+    assert e.release["row"]["published_at"] == superseded_at.replace(tzinfo=e.release["current"]["published_at"].tzinfo)
+    assert (f"release: current {superseded} (release of {as_of:%Y-%m}, made current again by a rollback on "
+            f"{at:%Y-%m-%d %H:%M:%S} {zone}, replacing {release.release_id}); this month's row: the same release"
+            in render_text(e))
+    e = explain_customer(rolled, cust_id, earlier)
+    assert e.release["row"]["release_id"] == earlier_writer and e.release["same"] is False
+    assert e.release["statement"].endswith(f"the current release {superseded} (made current again by a rollback "
+                                           f"on {at:%Y-%m-%d %H:%M:%S} {zone}, replacing {release.release_id}) "
+                                           "carries it unchanged")

@@ -218,7 +218,7 @@ def test_money_stays_exact_numeric_and_months_are_indexed(release_db, postgres_u
     assert "(as_of_month, rule_set, tier)" in indexes["tier_summary_pkey"]
     assert "(as_of_month)" in indexes["tier_migration_as_of_month_idx"]
     assert "(table_name, as_of_month)" in indexes["release_months_pkey"]
-    assert "(release_id)" in indexes["release_log_pkey"]
+    assert "(release_id, published_at)" in indexes["release_log_pkey"]
 
 
 def hand_made_catalog(db: Path) -> list[tuple]:
