@@ -5,7 +5,8 @@ the keys make the latest of each findable under Artifacts in the UI:
 
 - `batch-load-summary` (ingest): records, loaded and quarantined per batch and table;
 - `dbt-node-results` (build, one per month built): every dbt model, seed and test with status and seconds;
-- `gate-report` (gate): every expectation, pass/fail, observed value, with a link to the gate page;
+- `gate-report` (gate): every general expectation, pass/fail, observed value, with a link to the gate page
+  (AML expectations only in the restricted report: the Prefect UI is not AML staff only);
   `gate-results-page` is that page as a link artifact;
 - `tier-summary`, `tier-migration` (report): the published month as tables;
   `release-report` links to `reports/<YYYY-MM>/index.html`.
@@ -111,8 +112,11 @@ def publish_dbt_node_results(month: Any, nodes: list[dict[str, Any]], result: An
 
 
 def gate_rows(result: Any) -> list[dict[str, Any]]:
-    """One row per expectation, failures first."""
-    ordered = sorted(result.results, key=lambda r: (r.success, r.severity != "blocking", r.full_name))
+    """One row per general expectation, failures first (AML ones are for AML staff: restricted report only)."""
+    from flows.lib.gate_report import split_aml
+
+    general, _ = split_aml(result.results)
+    ordered = sorted(general, key=lambda r: (r.success, r.severity != "blocking", r.full_name))
     return [{"table": r.table, "expectation": r.name, "severity": r.severity,
              "result": "pass" if r.success else "FAIL", "observed": r.observed_value,
              "what failed": r.summary} for r in ordered]
@@ -120,12 +124,20 @@ def gate_rows(result: Any) -> list[dict[str, Any]]:
 
 def publish_gate_report(result: Any) -> None:
     """The `gate-report` table and the `gate-results-page` link of one gate run."""
+    from flows.lib.gate_report import split_aml
+
     page = Path(result.report_path).resolve() if result.report_path else None
     verdict = "passed 通过" if result.success else "FAILED 未通过"
     link = f" Full results: [{page.name}]({page.as_uri()})" if page else ""
+    general, aml = split_aml(result.results)
+    blocking = [r for r in general if not r.success and r.severity == "blocking"]
+    warnings = [r for r in general if not r.success and r.severity != "blocking"]
+    aml_note = (" AML results: restricted report (AML staff only)"
+                + ("; blocked by restricted AML expectations." if any(
+                    not r.success and r.severity == "blocking" for r in aml) else ".")) if aml else ""
     description = (f"**Gate 发布闸门 {result.as_of_month:%Y-%m}: {verdict}** — run `{result.gate_run_id}`, "
-                   f"{len(result.results)} expectations, {len(result.blocking_failures)} blocking failures, "
-                   f"{len(result.warning_failures)} warnings.{link}")
+                   f"{len(general)} expectations, {len(blocking)} blocking failures, "
+                   f"{len(warnings)} warnings.{aml_note}{link}")
     _create(GATE_REPORT, lambda: create_table_artifact(
         table=gate_rows(result), key=GATE_REPORT, description=description))
     if page:

@@ -3,13 +3,19 @@
 Charts are plotly figures with plotly.js inlined once, so the page opens from disk with no network, as
 in most bank networks. Labels are Chinese and English; money in tables is the exact DECIMAL from
 `published.duckdb` (floats only position the bars). The gate page and the offline dbt docs sit next to it.
+
+Nothing about AML is on this page, the gate page or the dbt docs next to it (see flows/lib/gate_report.py
+for which expectations are AML, flows/lib/dbt_docs.py for which models): only the neutral line "AML results:
+restricted report (AML staff only)", no number. The AML gate results of the release's gate run, the AML
+release's row counts and links to the AML gate page and AML dbt docs go to
+`<warehouse>/restricted/reports/<YYYY-MM>/index.html` (folders 0700, files 0600, like `restricted/aml.duckdb`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from html import escape
@@ -20,7 +26,16 @@ import duckdb
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from flows.lib.dbt_docs import DbtDocsError, dbt_docs_path, write_dbt_docs
+from flows.lib.dbt_docs import DBT_DOCS_PAGE, DbtDocsError, dbt_docs_path, write_dbt_docs
+from flows.lib.gate_report import (
+    AML_NOTE,
+    GATE_PAGE,
+    REPORTS_DIR,
+    restricted_reports_dir,
+    split_aml,
+    write_restricted_text,
+)
+from flows.lib.publishing import restricted_db_path
 from flows.months import SHANGHAI, month_end
 from flows.rules import CORPORATE_RULE_SET, CREDIT_GRADES, QUADRANTS, RFM_CLASSES
 from flows.settings import Settings
@@ -28,7 +43,6 @@ from flows.settings import Settings
 log = logging.getLogger(__name__)
 
 REPORT_PAGE = "index.html"
-GATE_PAGE = "gate.html"  # written by flows/lib/gate_report.py next to this page
 # CJK-capable system fonts first; no web fonts, the page must not fetch anything.
 FONT_STACK = ("Noto Sans CJK SC, Source Han Sans SC, WenQuanYi Micro Hei, Microsoft YaHei, PingFang SC, "
               "system-ui, sans-serif")
@@ -80,6 +94,9 @@ class ReleaseReport:
     dbt_docs_error: str | None = None
     # The figures the page was drawn from (the UI artifacts show the same ones).
     data: ReleaseData | None = field(default=None, repr=False, compare=False)
+    # `<warehouse>/restricted/reports/<YYYY-MM>/index.html` (None when the month has no AML results or docs).
+    restricted_path: Path | None = None
+    restricted_dbt_docs_page: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +192,32 @@ def read_gate_run(working_db: Path, as_of_month: date, gate_run_id: str | None) 
         con.close()
     return GateRun(run["gate_run_id"], run["as_of_month"], run["started_at"], run["finished_at"],
                    bool(run["success"]), results)
+
+
+def split_gate_run(gate: GateRun) -> tuple[GateRun, GateRun]:
+    """(general, AML) parts of one gate run: the same run, its results split by the suite they belong to."""
+    general, aml = split_aml(gate.results, table=lambda r: r["table_name"])
+    return replace(gate, results=general), replace(gate, results=aml)
+
+
+def read_aml_release(warehouse: Path, as_of_month: date) -> dict[str, Any] | None:
+    """The month's latest row of the restricted AML release_log (None when there is none or it is unreadable:
+    the restricted report then says so, the general report is not held up)."""
+    catalog = restricted_db_path(warehouse)
+    if not catalog.exists():
+        return None
+    try:
+        con = duckdb.connect(str(catalog), read_only=True)
+        try:
+            rows = _records(con, "SELECT * FROM main.release_log WHERE as_of_month = ? "
+                                 "ORDER BY published_at DESC LIMIT 1", [month_end(as_of_month)])
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        log.warning("AML release of %s not read from %s: %s", f"{as_of_month:%Y-%m}", catalog,
+                    str(exc).splitlines()[0])
+        return None
+    return rows[0] if rows else None
 
 
 # ---------------------------------------------------------------------------------------------- charts
@@ -314,7 +357,8 @@ def churn_figure(data: ReleaseData) -> go.Figure:
 
 
 def gate_figure(gate: GateRun) -> go.Figure:
-    """Expectations passed and failed, per severity."""
+    """Expectations passed and failed, per severity (the general ones: AML results are not counted)."""
+    gate = split_gate_run(gate)[0]
     severities = sorted({r["severity"] for r in gate.results}, key=lambda s: (s != "blocking", s))
     x = [_plain(SEVERITY_NAMES.get(s, s)) for s in severities]
     fig = go.Figure()
@@ -417,7 +461,10 @@ def _chart_html(fig: go.Figure, chart_id: str, first: bool) -> str:
 def render_release_report(data: ReleaseData, gate: GateRun | None, figures: dict[str, go.Figure],
                           page_dir: Path, gate_page: Path | None, dbt_docs_page: Path | None,
                           dbt_docs_note: str = "") -> str:
-    """The report page's HTML: header and links, every chart, the tier table and the gate table."""
+    """The report page's HTML: header and links, every chart, the tier table and the gate table.
+
+    The gate figures are those of the general expectations: AML results get one neutral line, no number.
+    """
     release = data.release
     month = f"{release['as_of_month']:%Y-%m}"
     charts = {chart_id: _chart_html(fig, chart_id, i == 0) for i, (chart_id, fig) in enumerate(figures.items())}
@@ -425,11 +472,14 @@ def render_release_report(data: ReleaseData, gate: GateRun | None, figures: dict
         gate_section = '<p class="note">没有闸门结果 no gate results found in the working database.</p>'
         gate_meta = "—"
     else:
+        gate, aml = split_gate_run(gate)
         failed = sum(1 for r in gate.results if not r["success"])
         verdict = "通过 passed" if gate.success else "阻断 blocked"
         gate_meta = (f"<code>{escape(gate.gate_run_id)}</code> · {verdict} · {len(gate.results)} expectations, "
                      f"{failed} failed · {escape(str(gate.started_at))} → {escape(str(gate.finished_at))}")
         gate_section = charts["chart-gate-results"] + _gate_table(gate)
+        if aml.results:
+            gate_section += f'<p class="note aml-note">{escape(AML_NOTE)}</p>'
     docs_note = f' <span class="note">({escape(dbt_docs_note)})</span>' if dbt_docs_note else ""
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8">
@@ -471,9 +521,76 @@ charts by plotly, inline (no network needed).</p>
 """
 
 
+def render_restricted_report(data: ReleaseData, gate: GateRun | None, aml_release: dict[str, Any] | None,
+                             page_dir: Path, gate_page: Path | None, dbt_docs_page: Path | None) -> str:
+    """The restricted report's HTML: the release, the AML release's row counts, links to the AML gate page
+    and the AML dbt docs, and the AML results of the release's gate run."""
+    release = data.release
+    month = f"{release['as_of_month']:%Y-%m}"
+    if gate is None:
+        gate_meta = "—"
+        gate_section = '<p class="note">没有闸门结果 no gate results found in the working database.</p>'
+    else:
+        aml = split_gate_run(gate)[1]
+        failed = sum(1 for r in aml.results if not r["success"])
+        gate_meta = (f"<code>{escape(gate.gate_run_id)}</code> · {len(aml.results)} AML expectations, "
+                     f"{failed} failed · {escape(str(gate.started_at))} → {escape(str(gate.finished_at))}")
+        gate_section = (_gate_table(aml) if aml.results else
+                        '<p class="note">这次闸门没有AML期望 no AML expectations in this gate run.</p>')
+    if aml_release is None:
+        counts = '<tr><th>AML 发布 AML release</th><td>not found in restricted/aml.duckdb</td></tr>'
+    else:
+        counts = (f'<tr><th>AML 发布 AML release</th><td><code>{escape(str(aml_release["release_id"]))}</code>'
+                  f' · {escape(str(aml_release["published_at"]))}</td></tr>'
+                  + "".join(f'<tr><th>{escape(k.removesuffix("_rows"))} rows</th>'
+                            f'<td class="num">{v:,}</td></tr>'
+                            for k, v in aml_release.items() if k.endswith("_rows") and v is not None))
+    return f"""<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>AML 受限报告 Restricted AML report {escape(month)}</title>
+<style>{CSS}</style></head>
+<body>
+<h1>AML 受限报告 Restricted AML report — {escape(month)}</h1>
+<p class="note">仅限AML人员 AML staff only: confidential, kept out of the general release report.</p>
+<table class="meta">
+<tr><th>发布 release</th><td><code>{escape(str(release["release_id"]))}</code></td></tr>
+{counts}
+<tr><th>质量闸门 gate run</th><td>{gate_meta}</td></tr>
+</table>
+<nav>{_link(gate_page, page_dir, "AML 闸门页面 AML gate results page", "not found")}
+{_link(dbt_docs_page, page_dir, "AML dbt 文档 AML dbt docs", "not generated")}</nav>
+
+<h2>AML 质量闸门 AML quality gate</h2>
+{gate_section}
+<p class="note">Generated {datetime.now(SHANGHAI):%Y-%m-%d %H:%M:%S} (Asia/Shanghai) from the working database's
+gate results and restricted/aml.duckdb.</p>
+</body></html>
+"""
+
+
+def write_restricted_report(settings: Settings, data: ReleaseData, gate: GateRun | None,
+                            dbt_docs_page: Path | None) -> Path | None:
+    """Write `<warehouse>/restricted/reports/<YYYY-MM>/index.html` (0700 folders, 0600 file); None, writing
+    nothing, when the month has no AML gate result, AML gate page or AML dbt docs."""
+    month = f"{data.release['as_of_month']:%Y-%m}"
+    page_dir = restricted_reports_dir(settings.warehouse) / month
+    gate_page = page_dir / GATE_PAGE
+    gate_page = gate_page if gate_page.exists() else None
+    has_aml = gate is not None and bool(split_gate_run(gate)[1].results)
+    if not has_aml and gate_page is None and dbt_docs_page is None:
+        return None
+    html = render_restricted_report(data, gate, read_aml_release(settings.warehouse, data.release["as_of_month"]),
+                                    page_dir, gate_page, dbt_docs_page)
+    path = write_restricted_text(settings.warehouse, Path(REPORTS_DIR) / month / REPORT_PAGE, html)
+    log.info("restricted AML report for %s: %s", month, path)
+    return path
+
+
 def write_release_report(settings: Settings, as_of_month: date, gate_run_id: str | None = None,
                          dbt_docs: bool = True) -> ReleaseReport:
-    """Write `<reports>/<YYYY-MM>/index.html` for the month's latest release, with dbt docs next to it.
+    """Write `<reports>/<YYYY-MM>/index.html` for the month's latest release, with dbt docs next to it, and
+    the month's restricted AML report (`write_restricted_report`).
 
     The gate results are those of `gate_run_id`, by default the release's own gate run. dbt docs are
     generated against the working database (so nothing else may hold it); a dbt failure leaves the
@@ -489,17 +606,20 @@ def write_release_report(settings: Settings, as_of_month: date, gate_run_id: str
     if gate is not None and gate.as_of_month != month:
         raise ReleaseReportError(f"gate run {gate.gate_run_id} validated {gate.as_of_month:%Y-%m}, "
                                  f"not {month:%Y-%m}")
-    docs_page, docs_seconds, docs_error = None, None, None
+    docs_page, docs_seconds, docs_error, restricted_docs = None, None, None, None
     if dbt_docs:
         try:
             docs = write_dbt_docs(settings, month)
-            docs_page, docs_seconds = docs.path, docs.seconds
+            docs_page, docs_seconds, restricted_docs = docs.path, docs.seconds, docs.restricted_path
         except DbtDocsError as exc:
             docs_error = str(exc)
             log.warning("%s", docs_error)
     existing = dbt_docs_path(settings.reports_dir, month)
     if docs_page is None and docs_error is None and existing.exists():
         docs_page = existing  # not regenerated this time: link the month's earlier docs
+    existing = restricted_reports_dir(settings.warehouse) / f"{month:%Y-%m}" / DBT_DOCS_PAGE
+    if restricted_docs is None and docs_error is None and existing.exists():
+        restricted_docs = existing
     page_dir = settings.reports_dir / f"{month:%Y-%m}"
     page_dir.mkdir(parents=True, exist_ok=True)
     gate_page = page_dir / GATE_PAGE
@@ -512,7 +632,9 @@ def write_release_report(settings: Settings, as_of_month: date, gate_run_id: str
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, target)
     log.info("release report for %s: %s", f"{month:%Y-%m}", target)
+    restricted = write_restricted_report(settings, data, gate, restricted_docs)
     return ReleaseReport(path=target, as_of_month=month, release_id=str(data.release["release_id"]),
                          gate_run_id=gate.gate_run_id if gate else None, gate_page=gate_page,
                          dbt_docs_page=docs_page, charts=tuple(figures), dbt_docs_seconds=docs_seconds,
-                         dbt_docs_error=docs_error, data=data)
+                         dbt_docs_error=docs_error, data=data, restricted_path=restricted,
+                         restricted_dbt_docs_page=restricted_docs)

@@ -58,20 +58,27 @@ def test_ingest_artifact_counts_every_record_of_every_batch(published_warehouse)
                                      for d in range(1, days + 1)}
 
 
-def test_gate_artifact_lists_every_expectation_of_the_run(published_warehouse):
+def test_gate_artifact_lists_every_general_expectation_and_nothing_of_aml(published_warehouse):
+    from flows.lib.publishing import AML_TABLES
+
     _, warehouse, _ = published_warehouse
     gate_run = runs_of("gate", warehouse)[-1]
     found = artifacts_of(gate_run.id)
     rows = table(found["gate-report"])
     with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
-        gate_run_id, results = con.execute(
-            "SELECT gate_run_id, count(*) FROM gate.result WHERE gate_run_id = "
-            "(SELECT gate_run_id FROM gate.run ORDER BY started_at DESC LIMIT 1) GROUP BY ALL").fetchone()
-        passed = con.execute("SELECT count(*) FILTER (success) FROM gate.result WHERE gate_run_id = ?",
-                             [gate_run_id]).fetchone()[0]
-    assert len(rows) == results
+        gate_run_id = con.execute("SELECT gate_run_id FROM gate.run ORDER BY started_at DESC LIMIT 1").fetchone()[0]
+        general, passed, aml = con.execute(
+            "SELECT count(*) FILTER (NOT list_contains(?, table_name)), "
+            "count(*) FILTER (success AND NOT list_contains(?, table_name)), "
+            "count(*) FILTER (list_contains(?, table_name)) FROM gate.result WHERE gate_run_id = ?",
+            [list(AML_TABLES)] * 3 + [gate_run_id]).fetchone()
+    assert aml > 0  # the run had AML expectations …
+    assert len(rows) == general  # … and the artifact, which every Prefect UI user sees, shows none of them
+    assert not {r["table"] for r in rows} & set(AML_TABLES)
     assert sum(r["result"] == "pass" for r in rows) == passed
-    assert gate_run_id in found["gate-report"].description
+    description = found["gate-report"].description
+    assert gate_run_id in description and f"{general} expectations" in description
+    assert "AML results: restricted report (AML staff only)" in description
     page = warehouse / "reports" / "2026-03" / "gate.html"
     assert page.as_uri() in found["gate-results-page"].data
 

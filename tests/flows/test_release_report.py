@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 import shutil
+import stat
 import tempfile
+from html import escape
 from html.parser import HTMLParser
+from pathlib import Path
 
 import duckdb
 import plotly.offline
 import pytest
+from dbt.task.docs import DOCS_INDEX_FILE_PATH
 
-from flows.lib.dbt_docs import DBT_DOCS_PAGE
+from flows.lib.dbt_docs import DBT_DOCS_PAGE, MANIFEST_SLOT
+from flows.lib.gate import CheckResult, GateResult
+from flows.lib.gate_report import AML_NOTE, render_gate_report, write_gate_report
+from flows.lib.publishing import AML_TABLES, RESTRICTED_DIR_MODE, RESTRICTED_FILE_MODE
 from flows.lib.release_report import (
     CHARTS,
     GATE_PAGE,
@@ -117,15 +125,17 @@ def test_tables_show_the_exact_decimal_totals(report):
         assert f'<td class="num">{customers:,}</td>' in page
 
 
-def test_gate_table_has_every_result_of_the_run(report):
+def test_gate_table_has_every_general_result_of_the_run(report):
     settings, written, _ = report
     with duckdb.connect(str(settings.working_db), read_only=True) as con:
         results = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT success) FROM gate.result "
-                              "WHERE gate_run_id = ?", [written.gate_run_id]).fetchone()
+                              "WHERE gate_run_id = ? AND table_name NOT IN ?",
+                              [written.gate_run_id, list(AML_TABLES)]).fetchone()
     page = _page(report)
     assert results[0] > 0
     assert page.count('<tr class="gate-row ') == results[0]
     assert page.count('<tr class="gate-row gate-failed">') == results[1]
+    assert AML_NOTE in page  # the one neutral line about AML
 
 
 def test_data_text_is_escaped(report):
@@ -173,6 +183,138 @@ def test_dbt_docs_page_has_its_network_hooks_disabled(report):
     assert "track:!1" in docs
     assert "cloudfront.net" not in docs
     assert "model.tiering.customer_segment" in docs  # the manifest is inlined
+
+
+# ---------------------------------------------------------------------------------------------- AML
+
+
+def _aml_results(settings, gate_run_id) -> tuple[list[tuple], list[tuple]]:
+    """(general, AML) (table, expectation, observed value) rows of a gate run."""
+    with duckdb.connect(str(settings.working_db), read_only=True) as con:
+        rows = con.execute("SELECT table_name, expectation, observed_value FROM gate.result "
+                           "WHERE gate_run_id = ?", [gate_run_id]).fetchall()
+    return [r for r in rows if r[0] not in AML_TABLES], [r for r in rows if r[0] in AML_TABLES]
+
+
+def _inline_manifest(docs_page) -> dict:
+    """The manifest inlined in a dbt docs page: the JSON object where dbt's own page has its slot."""
+    template = Path(DOCS_INDEX_FILE_PATH).read_text(encoding="utf-8")
+    marker = template[:template.index(MANIFEST_SLOT)][-40:]
+    html = docs_page.read_text(encoding="utf-8")
+    assert html.count(marker) == 1
+    manifest, _ = json.JSONDecoder().raw_decode(html, html.index(marker) + len(marker))
+    assert "nodes" in manifest and "child_map" in manifest
+    return manifest
+
+
+def test_general_report_folder_carries_nothing_about_aml(report):
+    settings, written, as_of = report
+    general, aml = _aml_results(settings, written.gate_run_id)
+    assert len(aml) >= 10, "the fixture's gate run validates the AML marts"
+    restricted_docs = _inline_manifest(written.restricted_dbt_docs_page)
+    aml_models = {n["name"] for n in restricted_docs["nodes"].values()
+                  if n["resource_type"] in ("model", "seed") and "aml" in n["name"]}
+    assert set(AML_TABLES) | {"int_aml_trigger_transactions", "int_customer_monthly_aml_triggers",
+                              "rule_aml_kyc_levels"} <= aml_models
+    aml_columns = {c for uid, n in restricted_docs["nodes"].items() if n["name"] in aml_models
+                   for c in n["columns"] if c.startswith("aml_")}
+    assert {"aml_level", "aml_triggers"} <= aml_columns
+    general_names = {name for _, name, _ in general}
+    general_observed = {observed for _, _, observed in general}
+    forbidden = (set(AML_TABLES) | aml_models | aml_columns
+                 | {name for _, name, _ in aml if name not in general_names}
+                 # AML counts: every observed value of an AML expectation that no general one shares.
+                 | {observed for _, _, observed in aml if observed not in general_observed and
+                    re.search(r"\d", observed)})
+    month_dir = settings.reports_dir / f"{as_of:%Y-%m}"
+    files = sorted(p for p in month_dir.rglob("*") if p.is_file())
+    assert {p.name for p in files} >= {REPORT_PAGE, GATE_PAGE, DBT_DOCS_PAGE}
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found = sorted(f for f in forbidden if f in text)
+        assert not found, f"{path.name} mentions {found}"
+    # The general dbt docs still document the general models, their lineage and tests, as before.
+    general_docs = _inline_manifest(written.dbt_docs_page)
+    assert "model.tiering.customer_segment" in general_docs["nodes"]
+    assert not [uid for uid in (*general_docs["nodes"], *general_docs["unit_tests"], *general_docs["child_map"])
+                if "aml" in uid]
+    for page in (REPORT_PAGE, GATE_PAGE):
+        assert AML_NOTE in (month_dir / page).read_text(encoding="utf-8"), page
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_restricted_report_holds_the_aml_gate_results_and_docs_with_the_aml_database_modes(report):
+    settings, written, as_of = report
+    restricted = settings.warehouse / "restricted"
+    month_dir = restricted / "reports" / f"{as_of:%Y-%m}"
+    assert written.restricted_path == month_dir / REPORT_PAGE and written.restricted_path.is_file()
+    assert written.restricted_dbt_docs_page == month_dir / DBT_DOCS_PAGE
+    _, aml = _aml_results(settings, written.gate_run_id)
+    page = written.restricted_path.read_text(encoding="utf-8")
+    assert written.gate_run_id in page and written.release_id in page
+    assert page.count('<tr class="gate-row ') == len(aml)
+    for table, name, observed in aml:
+        assert f"<code>{table}</code>" in page and f"<code>{name}</code>" in page
+        assert escape(observed or "") in page
+    hrefs = [a["href"] for t, a in _tags(page) if t == "a"]
+    assert sorted(hrefs) == [DBT_DOCS_PAGE, GATE_PAGE]
+    # The gate flow wrote the AML gate page; the report the AML models' docs, with their lineage.
+    gate_page = (month_dir / GATE_PAGE).read_text(encoding="utf-8")
+    assert all(name in gate_page for _, name, _ in aml)
+    docs = _inline_manifest(month_dir / DBT_DOCS_PAGE)
+    assert {"model.tiering.aml_customer_risk", "model.tiering.aml_trigger_transactions",
+            "model.tiering.int_customer_monthly_aml_triggers", "seed.tiering.rule_aml_kyc_levels",
+            "model.tiering.stg_core_banking__txns"} <= set(docs["nodes"])
+    assert "model.tiering.customer_segment" not in docs["nodes"]
+    assert "track:!1" in (month_dir / DBT_DOCS_PAGE).read_text(encoding="utf-8")
+    # Folders 0700 and files 0600, as restricted/aml.duckdb.
+    assert _mode(restricted) == RESTRICTED_DIR_MODE
+    assert _mode(restricted / "aml.duckdb") == RESTRICTED_FILE_MODE
+    tree = [restricted / "reports", *(restricted / "reports").rglob("*")]
+    assert {p.name for p in tree} >= {"reports", month_dir.name, REPORT_PAGE, GATE_PAGE, DBT_DOCS_PAGE}
+    wrong = [(str(p), oct(_mode(p))) for p in tree
+             if _mode(p) != (RESTRICTED_DIR_MODE if p.is_dir() else RESTRICTED_FILE_MODE)]
+    assert not wrong
+    assert not list(month_dir.glob("*.tmp"))
+
+
+def _check(table: str, name: str, success: bool, observed: str) -> CheckResult:
+    return CheckResult(table, name, "blocking", success, observed, "{}", f"{name} holds")
+
+
+def test_a_failed_aml_expectation_blocks_the_general_gate_page_without_naming_it(tmp_path):
+    result = GateResult(
+        gate_run_id="run-1", as_of_month=dt.date(2026, 10, 31), started_at=dt.datetime(2026, 11, 1, 8),
+        finished_at=dt.datetime(2026, 11, 1, 8, 1), rules_version="rules/v1",
+        results=[_check("customer_segment", "one_row_per_customer_month", True, "0 of 300 unexpected (0%)"),
+                 _check("aml_trigger_transactions", "transactions_meet_their_trigger", False,
+                        "5642 unexpected row(s): CASH_LARGE T123")],
+        reference={"eligible_customers": 300,
+                   "candidate_columns": "customer_segment.cust_id,aml_customer_risk.aml_level"})
+    general = render_gate_report(result)
+    assert "Blocked by restricted AML expectations" in general and AML_NOTE in general
+    assert "customer_segment.cust_id" in general and "one_row_per_customer_month" in general
+    for secret in ("aml_", "transactions_meet_their_trigger", "5642", "T123"):
+        assert secret not in general, secret
+    restricted = render_gate_report(result, restricted=True)
+    assert "transactions_meet_their_trigger" in restricted and "5642 unexpected" in restricted
+    assert "one_row_per_customer_month" not in restricted
+    # write_gate_report: the general page under reports/, the AML one under restricted/ (0700 / 0600).
+    warehouse = tmp_path / "warehouse"
+    page = write_gate_report(result, warehouse / "reports")
+    assert page == warehouse / "reports" / "2026-10" / GATE_PAGE and "5642" not in page.read_text("utf-8")
+    aml_page = warehouse / "restricted" / "reports" / "2026-10" / GATE_PAGE
+    assert "5642" in aml_page.read_text(encoding="utf-8")
+    assert [oct(_mode(p)) for p in (aml_page.parent.parent.parent, aml_page.parent.parent, aml_page.parent)] \
+        == [oct(RESTRICTED_DIR_MODE)] * 3
+    assert _mode(aml_page) == RESTRICTED_FILE_MODE
+    # Without AML results nothing is written under restricted/.
+    other = dataclasses.replace(result, as_of_month=dt.date(2026, 9, 30), results=result.results[:1])
+    write_gate_report(other, warehouse / "reports")
+    assert not (warehouse / "restricted" / "reports" / "2026-09").exists()
 
 
 # ---------------------------------------------------------------------------------------------- browser
