@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import progress
 from flows.artifacts import publish_dbt_node_results
 from flows.lib.dbt_runner import DbtBuildError, DbtRunResult, prepare_seeds, run_dbt
+from flows.lib.faults import crash_point
 from flows.lib.month_plan import record_month_build
 from flows.months import parse_as_of
 from flows.rules import load_rules
@@ -81,6 +82,7 @@ class NodeProgress:
             self.nodes.append({"node": info.unique_id, "type": info.resource_type, "status": info.node_status,
                                "started": info.node_started_at, "finished": info.node_finished_at})
             progress.report(self.stage, self.done, self.total)
+            crash_point("build:node-finished")
 
 
 @task(name="dbt-build", cache_policy=NO_CACHE, task_run_name="dbt build {month:%Y-%m}")

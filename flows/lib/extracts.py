@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from flows.lib import raw_zone
+from flows.lib.faults import crash_point
 
 TABLES = ("CUSTOMER", "ACCOUNT", "BALANCE", "TXN", "LOAN", "FX_RATE")
 # References need their targets validated first: FX rates before every table that carries a currency.
@@ -869,6 +870,7 @@ def _load(
         _insert_rows(con, "audit.batch_log", log_rows)
         _record_attempt(con, batch_date, outcome, message)
         raw_zone.apply_staged(con, warehouse, staged)
+        crash_point("ingest:before-commit")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -21,6 +21,7 @@ from great_expectations.core.result_format import ResultFormat
 
 from expectations import Check, GateParams
 from expectations.gate import SUITES, build_checks, reference_queries
+from flows.lib.faults import crash_point
 from flows.lib.gx_duckdb import duckdb_gx
 from flows.months import SHANGHAI, parse_as_of
 from flows.rules import Rules
@@ -282,6 +283,7 @@ def run_gate(working_db: Path, as_of: str | date, rules: Rules,
     result = GateResult(
         gate_run_id=str(uuid.uuid4()), as_of_month=month, started_at=started, finished_at=now_local(),
         rules_version=rules.version, results=results, reference=reference)
+    crash_point("gate:before-store")
     store_gate_run(working_db, result)
     if reports_dir is not None:
         result.report_path = write_gate_report(result, reports_dir)

@@ -26,6 +26,12 @@ CREATE TABLE IF NOT EXISTS audit.month_build (
     as_of_month DATE, build_id VARCHAR, built_at TIMESTAMP, inputs_loaded_at TIMESTAMP,
     rules_version VARCHAR, rules_sha256 VARCHAR, full_refresh BOOLEAN)
 """
+# Which build of a month a release published. A build that no release published yet (its run failed or was
+# killed between build and publication) is published by the next run, with the months it builds.
+MONTH_PUBLISH_DDL = """
+CREATE TABLE IF NOT EXISTS audit.month_publish (
+    as_of_month DATE, build_id VARCHAR, release_id VARCHAR, recorded_at TIMESTAMP)
+"""
 
 
 class PlanRefused(RuntimeError):
@@ -43,6 +49,8 @@ class MonthPlan:
     rules_changed: bool = False
     # The newest batch load each month's build reads (recorded with the build).
     inputs_loaded_at: dict[dt.date, dt.datetime | None] = field(default_factory=dict)
+    # Months up to as_of built by an earlier run whose latest build no release has published yet.
+    unpublished: list[dt.date] = field(default_factory=list)
 
     @property
     def build_needed(self) -> bool:
@@ -50,11 +58,18 @@ class MonthPlan:
 
     @property
     def published_months(self) -> list[dt.date]:
-        """The months the run's release writes: those it builds, or the requested one when it rebuilds none."""
-        return self.months or [self.as_of]
+        """The months the run's release writes: those it builds, the built ones no release published yet, and
+        the requested one."""
+        return sorted({*self.months, *self.unpublished, self.as_of})
 
     def describe(self) -> str:
         """One line for logs and the terminal."""
+        pending = [m for m in self.unpublished if m not in self.months and m != self.as_of]
+        also = (f"; also publishing {', '.join(f'{m:%Y-%m}' for m in pending)} (built by an earlier run that "
+                f"published nothing)") if pending else ""
+        return self._describe_build() + also
+
+    def _describe_build(self) -> str:
         if not self.months:
             return f"{self.as_of:%Y-%m} already built from the same batches and rules: gate and publish only"
         names = ", ".join(f"{m:%Y-%m}" for m in self.months)
@@ -78,7 +93,15 @@ def rules_sha256(rules_path: Path) -> str:
 
 
 def ensure_month_build(con: duckdb.DuckDBPyConnection) -> None:
+    """Create audit.month_build and audit.month_publish. A warehouse built before month_publish existed has
+    every build it holds recorded as published (by the release that was current, release_id NULL): its runs
+    published every month they built."""
+    upgrading = _table_exists(con, "audit", "month_build") and not _table_exists(con, "audit", "month_publish")
     con.execute(MONTH_BUILD_DDL)
+    con.execute(MONTH_PUBLISH_DDL)
+    if upgrading:
+        con.execute("INSERT INTO audit.month_publish SELECT as_of_month, build_id, NULL, ? FROM audit.month_build",
+                    [dt.datetime.now()])
 
 
 def evaluated_months(con: duckdb.DuckDBPyConnection, through: dt.date) -> list[dt.date]:
@@ -100,6 +123,40 @@ def _latest_builds(con: duckdb.DuckDBPyConnection) -> dict[dt.date, tuple[dt.dat
         SELECT as_of_month, inputs_loaded_at, rules_sha256 FROM audit.month_build
         QUALIFY row_number() OVER (PARTITION BY as_of_month ORDER BY built_at DESC) = 1""").fetchall()
     return {month: (loaded, sha) for month, loaded, sha in rows}
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [schema, table]).fetchone()[0])
+
+
+def _unpublished(con: duckdb.DuckDBPyConnection, through: dt.date) -> list[dt.date]:
+    """Built months up to `through` whose latest build no release published (none before the first record)."""
+    if not _table_exists(con, "audit", "month_build"):
+        return []
+    if not _table_exists(con, "audit", "month_publish"):  # built before it existed: see ensure_month_build
+        return []
+    return [m for (m,) in con.execute("""
+        SELECT b.as_of_month FROM audit.month_build b
+        WHERE b.as_of_month <= ?
+        QUALIFY row_number() OVER (PARTITION BY b.as_of_month ORDER BY b.built_at DESC) = 1
+            AND b.build_id NOT IN (SELECT build_id FROM audit.month_publish)
+        ORDER BY 1""", [through]).fetchall()]
+
+
+def record_month_publication(working_db: Path, months: list[dt.date], release_id: str) -> None:
+    """After a publication: the latest build of each of `months` is published by `release_id`."""
+    con = duckdb.connect(str(working_db))
+    try:
+        ensure_month_build(con)
+        now = dt.datetime.now()
+        con.execute("""
+            INSERT INTO audit.month_publish
+            SELECT as_of_month, build_id, ?, ? FROM audit.month_build WHERE list_contains(?, as_of_month)
+            QUALIFY row_number() OVER (PARTITION BY as_of_month ORDER BY built_at DESC) = 1""",
+                    [release_id, now, months])
+    finally:
+        con.close()
 
 
 def _inputs_loaded_at(con: duckdb.DuckDBPyConnection, month: dt.date) -> dt.datetime | None:
@@ -138,6 +195,7 @@ def plan_months(working_db: Path, as_of: dt.date, rules_path: Path, full_refresh
         builds = _latest_builds(con)
         evaluated = evaluated_months(con, as_of)
         loaded = {m: _inputs_loaded_at(con, m) for m in [*evaluated, as_of]}
+        unpublished = _unpublished(con, as_of)
     finally:
         con.close()
     sha = rules_sha256(rules_path)
@@ -162,7 +220,7 @@ def plan_months(working_db: Path, as_of: dt.date, rules_path: Path, full_refresh
         months = []
     return MonthPlan(as_of, months, restated=[m for m in months if m in builds],
                      rules_changed=bool(months) and not stale and as_of in builds,
-                     inputs_loaded_at={m: loaded.get(m) for m in months})
+                     inputs_loaded_at={m: loaded.get(m) for m in months}, unpublished=unpublished)
 
 
 def record_month_build(working_db: Path, month: dt.date, inputs_loaded_at: dt.datetime | None,
