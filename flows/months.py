@@ -57,3 +57,19 @@ def complete_months(start: dt.date, end: dt.date) -> list[dt.date]:
         months.append(month_end(first))
         first = month_end(first) + dt.timedelta(days=1)
     return months
+
+
+def month_runs(months: list[dt.date]) -> str:
+    """Month ends as runs of consecutive months, for messages: `2026-01 … 2028-12 (36 months), 2029-03`."""
+    runs: list[list[dt.date]] = []
+    for month in sorted(set(months)):
+        if runs and month_end(runs[-1][1] + dt.timedelta(days=1)) == month:
+            runs[-1][1] = month
+        else:
+            runs.append([month, month])
+    parts = []
+    for first, last in runs:
+        count = (last.year - first.year) * 12 + last.month - first.month + 1
+        parts.append(f"{first:%Y-%m} … {last:%Y-%m} ({count} months)" if count > 2
+                     else ", ".join(sorted({f"{first:%Y-%m}", f"{last:%Y-%m}"})))
+    return ", ".join(parts)

@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
 from flows.lib.publishing import PublishFailed, PublishRefused, Release, publish_release, restricted_db_path
-from flows.months import parse_as_of
+from flows.months import month_runs, parse_as_of
 from flows.settings import Settings
 
 __all__ = ["PublishFailed", "PublishRefused", "Release", "publish_flow"]
@@ -45,10 +45,10 @@ def publish_flow(warehouse: str, as_of: str, gate_run_id: str | None = None,
                               as_of_month=month, restricted_db=restricted_db_path(settings.warehouse),
                               duckdb_config=settings.duckdb_config())
     log = _logger()
-    restated_note = (f"; restated {', '.join(f'{m:%Y-%m}' for m in release.restated_months)}"
+    restated_note = (f"; restated {month_runs(release.restated_months)}"
                      if release.restated_months else "")
     log.info("release %s published for %s (wrote %s%s): %s", release.release_id, f"{release.as_of_month:%Y-%m}",
-             ", ".join(f"{m:%Y-%m}" for m in release.months_published), restated_note,
+             month_runs(release.months_published), restated_note,
              ", ".join(f"{t} {n} rows" for t, n in release.row_counts.items()))
     if release.restricted_db is None:
         log.info("no AML marts in the working database: no restricted AML release")

@@ -25,6 +25,7 @@ import duckdb
 
 from flows.lib.dbt_runner import DbtBuildError, Invoke, run_dbt
 from flows.lib.rules_lines import check_candidate
+from flows.months import month_runs
 from flows.rules import Rules
 from flows.settings import Settings
 
@@ -145,7 +146,7 @@ def _published_month(published_db: Path, as_of: dt.date) -> str:
         if not row[0]:
             months = [m for (m,) in con.execute(
                 "select distinct as_of_month from customer_segment order by 1").fetchall()]
-            listed = ", ".join(f"{m:%Y-%m}" for m in months) or "none"
+            listed = month_runs(months) or "none"
             raise BacktestError(f"{as_of:%Y-%m} is not published (published months: {listed})")
     return str(row[1])
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import duckdb
 
+from flows.months import month_runs
+
 MONTH_BUILD_DDL = """
 CREATE SCHEMA IF NOT EXISTS audit;
 CREATE TABLE IF NOT EXISTS audit.month_build (
@@ -65,14 +67,14 @@ class MonthPlan:
     def describe(self) -> str:
         """One line for logs and the terminal."""
         pending = [m for m in self.unpublished if m not in self.months and m != self.as_of]
-        also = (f"; also publishing {', '.join(f'{m:%Y-%m}' for m in pending)} (built by an earlier run that "
+        also = (f"; also publishing {month_runs(pending)} (built by an earlier run that "
                 f"published nothing)") if pending else ""
         return self._describe_build() + also
 
     def _describe_build(self) -> str:
         if not self.months:
             return f"{self.as_of:%Y-%m} already built from the same batches and rules: gate and publish only"
-        names = ", ".join(f"{m:%Y-%m}" for m in self.months)
+        names = month_runs(self.months)
         if self.full_refresh:
             return f"full refresh: rebuilding {len(self.months)} month(s) from raw: {names}"
         if self.restated:
@@ -203,7 +205,7 @@ def plan_months(working_db: Path, as_of: dt.date, rules_path: Path, full_refresh
         later = sorted(m for m in builds if m > as_of)
         if later:
             raise PlanRefused(f"a full refresh through {as_of:%Y-%m} would drop the built months after it "
-                              f"({', '.join(f'{m:%Y-%m}' for m in later)}): use --as-of {later[-1]:%Y-%m}")
+                              f"({month_runs(later)}): use --as-of {later[-1]:%Y-%m}")
         months = [m for m in evaluated if m <= as_of] or [as_of]
         if months[-1] != as_of:
             months.append(as_of)  # not evaluable: dbt's completeness check names the missing dates

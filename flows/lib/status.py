@@ -15,6 +15,7 @@ import duckdb
 from flows.lib import raw_zone
 from flows.lib.extracts import discover_batches
 from flows.lib.month_plan import built_and_stale
+from flows.months import month_runs
 from flows.settings import Settings
 from flows.warehouse_lock import is_locked, read_owner
 
@@ -127,7 +128,7 @@ def render_status(status: Status) -> list[str]:
         b = status.built_months
         lines.append(f"built: {len(b)} month(s), {b[0]:%Y-%m} … {b[-1]:%Y-%m}")
     if status.months_to_build:
-        lines.append("to build at the next run: " + ", ".join(f"{m:%Y-%m}" for m in status.months_to_build)
+        lines.append("to build at the next run: " + month_runs(status.months_to_build)
                      + " (not built yet, or batches loaded since their build: the run restates them)")
     if status.pending is not None:
         shown = ", ".join(f"{d:%Y%m%d}" for d in status.pending[:10])

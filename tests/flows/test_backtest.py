@@ -164,7 +164,7 @@ def test_cli_refuses_an_invalid_candidate_in_one_line(tmp_path, capsys):
 
 
 def test_unpublished_month_is_refused(warehouse, tmp_path):
-    with pytest.raises(BacktestError, match=r"2026-04 is not published \(published months: .*2026-03\)"):
+    with pytest.raises(BacktestError, match=r"2026-04 is not published \(published months: 2026-01 … 2026-03 \(3 months\)\)"):
         run_backtest(DEFAULT_RULES, dt.date(2026, 4, 30), warehouse, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

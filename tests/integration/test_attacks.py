@@ -26,7 +26,7 @@ AS_OF = "2026-01-31"  # the first month: the uninterrupted run published it in i
 # The kills, in stage order; each re-run resumes where the previous one was killed.
 KILLS = [
     ("ingest", "ingest:before-commit#3"),  # the 3rd batch staged as Parquet, its audit rows not committed
-    ("build", "build:node-finished#60"),  # dbt part-way through the build
+    ("build", "build:node-finished#10"),  # dbt part-way through the build
     ("gate", "gate:before-store"),  # a month validated, its gate result not stored
     ("publish", "publish:before-swap"),  # a release written and verified, the catalogs not swapped
 ]

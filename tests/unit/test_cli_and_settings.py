@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from flows.months import complete_months, month_end, parse_as_of, parse_date
+from flows.months import complete_months, month_end, month_runs, parse_as_of, parse_date
 from flows.settings import DEFAULT_RULES, Settings
 
 
@@ -37,6 +37,15 @@ def test_dates_and_months():
     # Only whole months inside the range count.
     assert complete_months(dt.date(2026, 1, 15), dt.date(2026, 4, 29)) == [dt.date(2026, 2, 28),
                                                                         dt.date(2026, 3, 31)]
+
+
+
+def test_long_month_lists_are_grouped_in_runs():
+    months = complete_months(dt.date(2026, 1, 1), dt.date(2028, 12, 31))  # 36 month ends
+    assert month_runs(months) == "2026-01 … 2028-12 (36 months)"
+    gaps = [dt.date(2026, 1, 31), dt.date(2026, 2, 28), dt.date(2026, 5, 31), *months[6:9]]
+    assert month_runs(gaps) == "2026-01, 2026-02, 2026-05, 2026-07 … 2026-09 (3 months)"
+    assert month_runs([]) == ""
 
 
 def test_settings_from_environment(monkeypatch, tmp_path):
