@@ -463,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tiering {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tiering explain … | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except preflight.PreflightError as exc:  # checked before any work: nothing was started
         print(f"tiering {args.command}: {exc}", file=sys.stderr)
         return 2

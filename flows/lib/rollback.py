@@ -102,7 +102,7 @@ class RollbackResult:
         aml = (f"; restricted AML release rolled back too ({self.restricted_db})" if self.restricted_db
                else f"; {self.restricted_note}" if self.restricted_note else "")
         return (f"rolled back to release {self.release_id} ({self.as_of_month:%Y-%m}, {rules}) from release "
-                f"{self.rolled_back_from} at {self.rolled_back_at:%Y-%m-%d %H:%M:%S}: {counts} rows; "
+                f"{self.rolled_back_from} at {self.rolled_back_at:%Y-%m-%d %H:%M:%S} Asia/Shanghai: {counts} rows; "
                 f"{EXPORTS_LINK} -> {RELEASES_DIR}/{self.release_id}{aml}")
 
 

@@ -140,9 +140,10 @@ def render_status(status: Status) -> list[str]:
         lines.append(f"last gate: {g['as_of_month']:%Y-%m} {verdict} at {g['finished_at']} ({g['gate_run_id']})")
     if status.last_release:
         r = status.last_release
-        how = (f"rolled back to at {r['published_at']} (from {r['rolled_back_from']})" if r["action"] == "rollback"
-               else f"published {r['published_at']}")
-        lines.append(f"last release: {r['as_of_month']:%Y-%m} {how} Asia/Shanghai "
+        at = f"{r['published_at']:%Y-%m-%d %H:%M:%S} Asia/Shanghai"
+        how = (f"made current again by a rollback at {at}, replacing {r['rolled_back_from']}"
+               if r["action"] == "rollback" else f"published {at}")
+        lines.append(f"last release: {r['as_of_month']:%Y-%m} {how} "
                      f"({r['release_id']}, rules {r['rules_version']}, {r['rule_set_version']})")
     lines += [f"note: {n}" for n in status.notes]
     return lines

@@ -278,5 +278,6 @@ def test_the_cli_rolls_back_under_the_warehouse_lock_and_status_says_so(warehous
     assert current_release(warehouse / "published.duckdb") == first.release_id
     assert main(["status", "--warehouse", str(warehouse)]) == 0
     out = capsys.readouterr().out
-    assert "last release: 2026-10 rolled back to at " in out and f"(from {second.release_id})" in out
+    assert "last release: 2026-10 made current again by a rollback at " in out
+    assert f"Asia/Shanghai, replacing {second.release_id} ({first.release_id}, rules {RULES}" in out
     assert f'"pid": {os.getpid()},' in (warehouse / ".tiering.lock").read_text()  # it held the warehouse lock
