@@ -97,10 +97,16 @@ class GateResult:
         return not self.blocking_failures
 
     def failure_message(self) -> str:
-        failed = [f"{r.full_name} ({r.summary})" if r.summary else r.full_name
-                  for r in self.results if r.severity == "blocking" and not r.success]
+        """One line for the CLI and the run's log, which everyone sees: AML failures are counted, not named."""
+        from flows.lib.gate_report import split_aml
+
+        general, aml = split_aml(r for r in self.results if r.severity == "blocking" and not r.success)
+        failed = [f"{r.full_name} ({r.summary})" if r.summary else r.full_name for r in general]
+        if aml:
+            failed.append(f"{len(aml)} restricted AML expectation(s) (AML staff: restricted/reports/"
+                          f"{self.as_of_month:%Y-%m}/gate.html)")
         where = f"; report: {self.report_path}" if self.report_path else ""
-        return (f"gate {self.gate_run_id} for {self.as_of_month:%Y-%m}: {len(failed)} blocking "
+        return (f"gate {self.gate_run_id} for {self.as_of_month:%Y-%m}: {len(general) + len(aml)} blocking "
                 f"expectation(s) failed: {', '.join(failed)}{where}")
 
 

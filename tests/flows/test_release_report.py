@@ -299,6 +299,12 @@ def test_a_failed_aml_expectation_blocks_the_general_gate_page_without_naming_it
     assert "customer_segment.cust_id" in general and "one_row_per_customer_month" in general
     for secret in ("aml_", "transactions_meet_their_trigger", "5642", "T123"):
         assert secret not in general, secret
+    # The one-line failure (CLI, the run's log: everyone sees it) counts the AML failure without naming it.
+    message = result.failure_message()
+    assert ("1 blocking expectation(s) failed: 1 restricted AML expectation(s) (AML staff: "
+            "restricted/reports/2026-10/gate.html)") in message
+    for secret in ("transactions_meet_their_trigger", "5642", "T123"):
+        assert secret not in message, secret
     restricted = render_gate_report(result, restricted=True)
     assert "transactions_meet_their_trigger" in restricted and "5642 unexpected" in restricted
     assert "one_row_per_customer_month" not in restricted
