@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -281,3 +283,9 @@ def test_the_cli_rolls_back_under_the_warehouse_lock_and_status_says_so(warehous
     assert "last release: 2026-10 made current again by a rollback at " in out
     assert f"Asia/Shanghai, replacing {second.release_id} ({first.release_id}, rules {RULES}" in out
     assert f'"pid": {os.getpid()},' in (warehouse / ".tiering.lock").read_text()  # it held the warehouse lock
+    # The README's query of release_log, with the duckdb command installed beside the project.
+    shown = subprocess.run([str(Path(sys.executable).parent / "duckdb"), "-readonly", "-csv",
+                            str(warehouse / "published.duckdb"),
+                            "select release_id, as_of_month, published_at, action, rules_version from release_log "
+                            "order by published_at"], capture_output=True, text=True, check=True).stdout
+    assert shown.splitlines()[-1].startswith(f"{first.release_id},2026-10-31,") and ",rollback," in shown
