@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import subprocess
 import sys
@@ -31,11 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flows.lib.local_server import start_server  # noqa: E402
-from tests.support.prefect_server import prefect_server  # noqa: E402
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | extra
+from tests.support.prefect_server import clean_environ, prefect_server  # noqa: E402
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str], expect: int = 0) -> float:
@@ -71,13 +66,13 @@ def main() -> None:
                   "--landing", "landing", "--warehouse", "warehouse"]
         cases = {
             "refusal (missing landing)": ([python, "-m", "flows.cli", "run", "--landing", "missing", "--as-of",
-                                           "2026-10", "--warehouse", "warehouse"], ROOT, clean_env(), 2),
-            "ingest, temporary server": ([python, *ingest], work, clean_env(PYTHONPATH=str(ROOT)), 0),
-            "floor: import flows.ingest": ([python, "-c", "import flows.ingest"], ROOT, clean_env(), 0),
+                                           "2026-10", "--warehouse", "warehouse"], ROOT, clean_environ(), 2),
+            "ingest, temporary server": ([python, *ingest], work, clean_environ(PYTHONPATH=str(ROOT)), 0),
+            "floor: import flows.ingest": ([python, "-c", "import flows.ingest"], ROOT, clean_environ(), 0),
         }
         server = stack.enter_context(prefect_server())
         cases["ingest, running server"] = ([python, *ingest], work,
-                                           clean_env(PYTHONPATH=str(ROOT), PREFECT_API_URL=server.api_url), 0)
+                                           clean_environ(PYTHONPATH=str(ROOT), PREFECT_API_URL=server.api_url), 0)
         if args.before:
             tree = work / "before"
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.before],
@@ -85,7 +80,7 @@ def main() -> None:
             stack.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                            capture_output=True)
             cases[f"ingest, Prefect's temporary server ({args.before})"] = (
-                [python, *ingest], work, clean_env(PYTHONPATH=str(tree)), 0)
+                [python, *ingest], work, clean_environ(PYTHONPATH=str(tree)), 0)
         for _ in range(args.repeat):
             for name, (command, cwd, env, expect) in cases.items():
                 for leftover in ("warehouse",):

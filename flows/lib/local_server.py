@@ -44,7 +44,8 @@ class ServerStartError(RuntimeError):
     """The temporary Prefect server did not become healthy."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A local TCP port that was free a moment ago (the server binds it right after)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -79,7 +80,7 @@ class LocalServer:
             if self.process.poll() is not None:
                 raise ServerStartError(f"the temporary Prefect server exited with code {self.process.returncode} "
                                        f"before it answered; its log: {self.log_path}")
-            if _healthy(self.api_url):
+            if api_healthy(self.api_url):
                 return
             time.sleep(0.1)
         raise ServerStartError(
@@ -99,7 +100,8 @@ class LocalServer:
                 self.log_path.unlink()
 
 
-def _healthy(api_url: str) -> bool:
+def api_healthy(api_url: str) -> bool:
+    """True when the Prefect API at `api_url` answers /health."""
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
             return response.status == 200
@@ -113,7 +115,7 @@ def start_server() -> LocalServer:
     if spec is None or not spec.submodule_search_locations:
         raise ServerStartError("prefect is not installed")
     site = str(Path(next(iter(spec.submodule_search_locations))).parent)
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     fd, log_name = tempfile.mkstemp(prefix="tiering-prefect-server-", suffix=".log")
     with os.fdopen(fd, "wb") as log:

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.prefect_server import clean_environ
+
 pytestmark = pytest.mark.integration
+# Commands get clean_environ(): no PREFECT_API_URL, so each starts its own server (as from cron).
 TIERING = str(Path(sys.executable).parent / "tiering")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """No PREFECT_API_URL: the command must start its own server (as from cron)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | extra
 
 
 def children(pid: int) -> list[tuple[int, str]]:
@@ -81,7 +79,7 @@ def test_the_server_starts_beside_inspect_py_and_dies_with_its_command(sig, busy
     log = busy_folder / "command.log"
     with open(log, "w") as out:
         command = subprocess.Popen([TIERING, "ingest", "--landing", "landing", "--warehouse", "warehouse"],
-                                   cwd=busy_folder, env=clean_env(TIERING_OK_WAIT_SECONDS="300"),
+                                   cwd=busy_folder, env=clean_environ(TIERING_OK_WAIT_SECONDS="300"),
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         # The flow runs only once the server answered: inspect.py in the current folder did not break it.
@@ -105,7 +103,7 @@ def test_the_server_starts_beside_inspect_py_and_dies_with_its_command(sig, busy
 def test_a_server_too_slow_to_start_fails_in_one_line_and_is_stopped(tmp_path):
     (tmp_path / "landing").mkdir()
     result = subprocess.run([TIERING, "ingest", "--landing", "landing", "--warehouse", "warehouse"],
-                            cwd=tmp_path, env=clean_env(TIERING_PREFECT_START_SECONDS="0.2"),
+                            cwd=tmp_path, env=clean_environ(TIERING_PREFECT_START_SECONDS="0.2"),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()

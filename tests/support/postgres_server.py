@@ -13,13 +13,14 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from flows.lib.local_server import free_port
 
 INSTALL_HINT = ("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
                 "run .ci/install-system-deps")
@@ -70,12 +71,6 @@ def _run(cmd: list[str]) -> None:
         raise RuntimeError(f"{Path(cmd[0]).name} failed ({done.returncode}): {output}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _create_database(server: PostgresServer) -> None:
     import psycopg
 
@@ -101,7 +96,7 @@ def running_postgres_server() -> Iterator[PostgresServer]:
         options = f"-F -h 127.0.0.1 -k {base} -c full_page_writes=off -c synchronous_commit=off"
         server = None
         for _attempt in range(3):  # the free port can be taken between the probe and the start
-            port = _free_port()
+            port = free_port()
             try:
                 _run([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w", "-t", "60",
                       "-o", f"{options} -p {port}", "start"])

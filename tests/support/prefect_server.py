@@ -10,16 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from flows.lib.local_server import api_healthy, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Nothing phones home, neither the server nor the clients pointed at it. The server itself is started as the
@@ -48,13 +47,6 @@ class PrefectServer:
         return _tail(self.log_path, lines)
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago (the server binds it right after)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _tail(path: Path, lines: int) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -62,17 +54,10 @@ def _tail(path: Path, lines: int) -> str:
         return "(no server log)"
 
 
-def _clean_environ() -> dict[str, str]:
-    """The caller's environment without Prefect settings that would point elsewhere (a profile, a CI home)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-
-
-def _healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
+def clean_environ(**extra: str) -> dict[str, str]:
+    """The caller's environment without Prefect settings that would point elsewhere (a profile, a CI home),
+    plus `extra`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | extra
 
 
 @contextlib.contextmanager
@@ -87,7 +72,7 @@ def prefect_server(timeout: float = 120.0, home: Path | None = None) -> Iterator
         home.mkdir(parents=True, exist_ok=True)
         port = free_port()
         api_url, ui_url = f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}"
-        env = _clean_environ() | NO_TELEMETRY | {
+        env = clean_environ() | NO_TELEMETRY | {
             "PREFECT_HOME": str(home),  # the SQLite database is $PREFECT_HOME/prefect.db
             "PREFECT_API_URL": api_url,
             "PREFECT_SERVER_API_HOST": "127.0.0.1",
@@ -115,7 +100,7 @@ def _wait_healthy(process: subprocess.Popen, server: PrefectServer, timeout: flo
         if process.poll() is not None:
             raise RuntimeError(f"prefect server exited with code {process.returncode} before it was "
                                f"healthy; log tail:\n{server.log_tail()}")
-        if _healthy(server.api_url):
+        if api_healthy(server.api_url):
             return
         time.sleep(0.5)
     raise RuntimeError(f"prefect server not healthy at {server.api_url}/health after {timeout:.0f} s; "
