@@ -1,13 +1,17 @@
 """The rules file: load, validate, and render it as dbt seeds.
 
 `rules/tiering_rules.yml` is the single place for ladders, grace months, versions, masking and
-gate bounds. dbt never reads the YAML itself: `write_seeds` renders it into `rule_*.csv` seeds.
+gate bounds. dbt never reads the YAML itself: `write_seeds` renders it into `rule_*.csv` seeds: a table
+seed per list (ladders, labels, strategies) and one typed single-row seed per section of scalars and
+lists (`SECTION_SEEDS`), whose columns, SQL types and completeness tests come from the section's
+dataclass below (`seed_properties`).
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -37,13 +41,15 @@ SEED_FILES = (
     "rule_value_tiers.csv",
     "rule_corporate_tiers.csv",
     "rule_product_types.csv",
-    "rule_parameters.csv",
     "rule_rfm_classes.csv",
     "rule_quadrants.csv",
     "rule_need_levels.csv",
     "rule_aml_kyc_levels.csv",
     "rule_service_strategies.csv",
 )
+
+
+SECTION_PROPERTIES = "_seeds__sections.yml"
 
 
 class RulesError(ValueError):
@@ -113,9 +119,9 @@ class CreditGradeRules:
 
 @dataclass(frozen=True)
 class AmlRules:
-    cash_single_min_cny: Decimal
+    cash_single_min_cny: Decimal = field(metadata={"sql": "decimal(18, 2)"})
     cross_border_txn_types: tuple[str, ...]
-    cross_border_monthly_min_usd: Decimal
+    cross_border_monthly_min_usd: Decimal = field(metadata={"sql": "decimal(18, 2)"})
     high_risk_countries: tuple[str, ...]
     kyc_levels: dict[str, str]
 
@@ -124,7 +130,7 @@ class AmlRules:
 class PotentialRules:
     max_tier: str
     min_education: int
-    min_monthly_income_cny: Decimal
+    min_monthly_income_cny: Decimal = field(metadata={"sql": "decimal(18, 2)"})
     occupations: tuple[str, ...]
     mortgage_loan_type: str
     mortgage_max_dpd: int
@@ -141,7 +147,7 @@ class CustomerClassRules:
 @dataclass(frozen=True)
 class ChurnRules:
     min_tier: str
-    aum_decline_share: Decimal
+    aum_decline_share: Decimal = field(metadata={"sql": "decimal(9, 4)"})
     decline_months_back: int
     inactive_after_days: int
 
@@ -449,13 +455,13 @@ def load_rules(path: Path) -> Rules:
 
     masking_doc = _require(doc, "masking", where)
     masking = {}
-    for field in MASKED_FIELDS:
-        spec = _require(masking_doc, field, f"{where}: masking")
-        keep = (int(_require(spec, "keep_first", f"{where}: masking.{field}")),
-                int(_require(spec, "keep_last", f"{where}: masking.{field}")))
+    for masked in MASKED_FIELDS:
+        spec = _require(masking_doc, masked, f"{where}: masking")
+        keep = (int(_require(spec, "keep_first", f"{where}: masking.{masked}")),
+                int(_require(spec, "keep_last", f"{where}: masking.{masked}")))
         if min(keep) < 0:
-            raise RulesError(f"{where}: masking.{field}: keep counts must be ≥ 0")
-        masking[field] = keep
+            raise RulesError(f"{where}: masking.{masked}: keep counts must be ≥ 0")
+        masking[masked] = keep
 
     gate_doc = _require(doc, "gate", where)
     shares = {}
@@ -484,6 +490,78 @@ def load_rules(path: Path) -> Rules:
         **shares,
         **classifications,
     )
+
+
+@dataclass(frozen=True)
+class ReleaseSection:
+    """The release-wide rules dbt stamps on or applies to every row."""
+    rules_version: str
+    active_rule_set: str
+    corporate_cust_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MaskingSection:
+    """Masking of personal data: characters kept at each end, and the mask character."""
+    mask_char: str
+    cust_name_keep_first: int
+    cust_name_keep_last: int
+    cert_no_keep_first: int
+    cert_no_keep_last: int
+    mobile_keep_first: int
+    mobile_keep_last: int
+
+
+# Typed single-row seeds: seed name → (section dataclass, how to get it from the Rules). A section's scalar
+# and list fields become the seed's columns; mapping fields (labels, actions, KYC levels) are table seeds.
+SECTION_SEEDS: dict[str, tuple[type, typing.Callable[[Rules], object]]] = {
+    "rule_release": (ReleaseSection, lambda r: ReleaseSection(r.version, r.active_rule_set, r.corporate_cust_types)),
+    "rule_masking": (MaskingSection, lambda r: MaskingSection(r.mask_char, *(
+        keep for name in MASKED_FIELDS for keep in r.masking[name]))),
+    "rule_rfm": (RfmRules, lambda r: r.rfm),
+    "rule_value_activity_quadrant": (QuadrantRules, lambda r: r.quadrant),
+    "rule_credit_grade": (CreditGradeRules, lambda r: r.credit_grade),
+    "rule_aml": (AmlRules, lambda r: r.aml),
+    "rule_potential": (PotentialRules, lambda r: r.potential),
+    "rule_customer_class": (CustomerClassRules, lambda r: r.customer_class),
+    "rule_churn": (ChurnRules, lambda r: r.churn),
+}
+SQL_TYPES = {int: "integer", str: "varchar", tuple[str, ...]: "varchar[]"}
+
+
+def section_columns(section: type) -> dict[str, str]:
+    """The seed columns of a section dataclass and their SQL types (mapping fields are left out)."""
+    hints = typing.get_type_hints(section)
+    columns = {}
+    for item in fields(section):
+        kind = hints[item.name]
+        if typing.get_origin(kind) is dict:
+            continue
+        sql = item.metadata.get("sql") or SQL_TYPES.get(kind)
+        if sql is None:
+            raise TypeError(f"{section.__name__}.{item.name}: declare its SQL type (field metadata 'sql')")
+        columns[item.name] = sql
+    return columns
+
+
+def _seed_value(value: object) -> object:
+    # Lists as DuckDB list literals, which the seed's varchar[] column reads: [LOW, NONE].
+    return f"[{', '.join(value)}]" if isinstance(value, tuple) else value
+
+
+def seed_properties() -> dict:
+    """dbt properties of the typed section seeds: column types, and a completeness test per column."""
+    seeds = []
+    for name, (section, _) in SECTION_SEEDS.items():
+        columns = section_columns(section)
+        seeds.append({
+            "name": name,
+            "description": f"Generated from the rules file ({section.__name__}): one row, one typed column per rule.",
+            "config": {"column_types": columns},
+            "data_tests": ["exactly_one_row"],
+            "columns": [{"name": column, "data_tests": ["not_null"]} for column in columns],
+        })
+    return {"version": 2, "seeds": seeds}
 
 
 def seed_rows(rules: Rules) -> dict[str, list[dict[str, object]]]:
@@ -523,17 +601,6 @@ def seed_rows(rules: Rules) -> dict[str, list[dict[str, object]]]:
         }
         for p in PRODUCT_TYPES
     ]
-    parameters = [
-        {"parameter": "rules_version", "value": rules.version},
-        {"parameter": "active_rule_set", "value": rules.active_rule_set},
-        {"parameter": "corporate_cust_types", "value": ",".join(rules.corporate_cust_types)},
-        {"parameter": "mask_char", "value": rules.mask_char},
-        {"parameter": "max_quarantine_rate", "value": str(rules.max_quarantine_rate)},
-    ]
-    for field, (first, last) in rules.masking.items():
-        parameters.append({"parameter": f"mask_{field}_keep_first", "value": str(first)})
-        parameters.append({"parameter": f"mask_{field}_keep_last", "value": str(last)})
-    parameters += _classification_parameters(rules)
     rfm_classes = [{"rfm_class": code, "rfm_class_name": name} for code, name in rules.rfm.class_names.items()]
     quadrants = [
         {
@@ -566,57 +633,34 @@ def seed_rows(rules: Rules) -> dict[str, list[dict[str, object]]]:
         {"rule_set": CORPORATE_RULE_SET, "tier_code": code, "service_strategy": text}
         for code, text in rules.corporate_strategies.items()
     ]
-    tables = (value_tiers, corporate, products, parameters, rfm_classes, quadrants, need_levels, kyc_levels,
-              strategies)
-    return dict(zip(SEED_FILES, tables, strict=True))
-
-
-def _classification_parameters(rules: Rules) -> list[dict[str, object]]:
-    """Scalar and list classification rules as rule_parameters rows (lists comma-separated)."""
-    values = {
-        "rfm_recency_cap_days": rules.rfm.recency_cap_days,
-        "rfm_frequency_window_days": rules.rfm.frequency_window_days,
-        "rfm_non_activity_txn_types": rules.rfm.non_activity_txn_types,
-        "quadrant_high_value_min_tier": rules.quadrant.high_value_min_tier,
-        "quadrant_high_activity_min_frequency": rules.quadrant.high_activity_min_frequency,
-        "credit_medium_min_dpd": rules.credit_grade.medium_min_dpd,
-        "credit_high_min_dpd": rules.credit_grade.high_min_dpd,
-        "credit_medium_min_five_class": rules.credit_grade.medium_min_five_class,
-        "credit_high_min_five_class": rules.credit_grade.high_min_five_class,
-        "aml_cash_single_min_cny": rules.aml.cash_single_min_cny,
-        "aml_cross_border_txn_types": rules.aml.cross_border_txn_types,
-        "aml_cross_border_monthly_min_usd": rules.aml.cross_border_monthly_min_usd,
-        "aml_high_risk_countries": rules.aml.high_risk_countries,
-        "potential_max_tier": rules.potential.max_tier,
-        "potential_min_education": rules.potential.min_education,
-        "potential_min_monthly_income_cny": rules.potential.min_monthly_income_cny,
-        "potential_occupations": rules.potential.occupations,
-        "potential_mortgage_loan_type": rules.potential.mortgage_loan_type,
-        "potential_mortgage_max_dpd": rules.potential.mortgage_max_dpd,
-        "class_a_min_tier": rules.customer_class.a_min_tier,
-        "class_a_credit_grades": rules.customer_class.a_credit_grades,
-        "class_b_min_tier": rules.customer_class.b_min_tier,
-        "class_b_excluded_credit_grades": rules.customer_class.b_excluded_credit_grades,
-        "churn_min_tier": rules.churn.min_tier,
-        "churn_aum_decline_share": rules.churn.aum_decline_share,
-        "churn_decline_months_back": rules.churn.decline_months_back,
-        "churn_inactive_after_days": rules.churn.inactive_after_days,
-    }
-    return [
-        {"parameter": name, "value": ",".join(value) if isinstance(value, tuple) else str(value)}
-        for name, value in values.items()
-    ]
+    tables = (value_tiers, corporate, products, rfm_classes, quadrants, need_levels, kyc_levels, strategies)
+    sections = {}
+    for name, (section, get) in SECTION_SEEDS.items():
+        values = get(rules)
+        sections[f"{name}.csv"] = [{column: _seed_value(getattr(values, column))
+                                    for column in section_columns(section)}]
+    return {**dict(zip(SEED_FILES, tables, strict=True)), **sections}
 
 
 def write_seeds(rules: Rules, seeds_dir: Path) -> list[Path]:
     """Render the rules into dbt seed CSVs (UTF-8); return the files written."""
     seeds_dir.mkdir(parents=True, exist_ok=True)
+    rows = seed_rows(rules)
+    # A seed a previous version generated (e.g. the key/value rule_parameters) would still load: remove it.
+    for stale in seeds_dir.glob("rule_*.csv"):
+        if stale.name not in rows:
+            stale.unlink()
     written = []
-    for name, rows in seed_rows(rules).items():
+    properties = seeds_dir / SECTION_PROPERTIES
+    properties.write_text("# Generated by flows/rules.py from the section dataclasses: do not edit.\n"
+                          + yaml.safe_dump(seed_properties(), sort_keys=False, allow_unicode=True),
+                          encoding="utf-8")
+    written.append(properties)
+    for name, table in rows.items():
         target = seeds_dir / name
         with target.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+            writer = csv.DictWriter(handle, fieldnames=list(table[0]), lineterminator="\n")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(table)
         written.append(target)
     return written

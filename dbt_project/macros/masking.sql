@@ -14,12 +14,12 @@
     end
 {%- endmacro %}
 
-{#- Mask `column` by the rules of `field` (cust_name, cert_no, mobile) read from seed rule_parameters. -#}
+{#- Mask `column` by the rules of `field` (cust_name, cert_no, mobile) read from seed rule_masking. -#}
 {% macro mask_personal_data(column, field) -%}
     {{ mask_text(
         column,
-        rule_parameter('mask_' ~ field ~ '_keep_first', 'integer'),
-        rule_parameter('mask_' ~ field ~ '_keep_last', 'integer'),
-        rule_parameter('mask_char')
+        rule_value('masking', field ~ '_keep_first'),
+        rule_value('masking', field ~ '_keep_last'),
+        rule_value('masking', 'mask_char')
     ) }}
 {%- endmacro %}

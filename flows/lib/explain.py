@@ -29,8 +29,24 @@ CLASSIFICATION_COLUMNS = (
     "rfm_r", "rfm_f", "rfm_m", "rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_class", "rfm_class_name",
     "activity_level", "value_activity_quadrant", "quadrant_action", "need_level", "credit_grade",
     "potential_flag", "potential_reasons", "customer_class", "churn_warning", "churn_reason",
-    "service_strategy",
+    "service_strategy", "credit_grade_reason", "customer_class_reason",
 )
+# Wording of the reason codes the classification models publish (dbt docs blocks credit_grade_reason and
+# customer_class_reason). The bounds travel in the codes, so a rules change shows without a change here.
+# {tier} and {grade} are the customer's; {value} is the code's bound (lists joined by ", ").
+REASON_WORDING = {
+    "TIER_AT_LEAST": "tier {tier} ≥ {value}",
+    "TIER_BELOW": "tier {tier} < {value}",
+    "CREDIT_GRADE_IN": "credit grade {grade} in {value}",
+    "CREDIT_GRADE_NOT_IN": "credit grade {grade} not in {value}",
+    "POTENTIAL": "potential customer (B类)",
+    "NOT_POTENTIAL": "not potential",
+    "NO_LOAN": "no loan",
+    "DPD_AT_LEAST": "a loan ≥ {value} days past due",
+    "FIVE_CLASS_AT_LEAST": "a loan of five-class ≥ {value}",
+    "DPD_BELOW": "no loan ≥ {value} days past due",
+    "FIVE_CLASS_BELOW": "no loan of five-class ≥ {value}",
+}
 SEGMENT_COLUMNS = (
     "as_of_month", "cust_id", "cust_type", "branch_id", "cust_name_masked", "cert_no_masked", "mobile_masked",
     "avg_daily_aum_cny", "aum_3m_avg_cny", "aum_days", "aum_3m_days", "avg_daily_deposit_cny",
@@ -448,7 +464,7 @@ def _assemble(row, month, release, rule_sets, history, classes, evidence, ladder
     return Explanation(cust_id=row["cust_id"], as_of_month=month, customer=customer, rules=rules, result=result,
                        measures=measures, ladder=ladder, hysteresis=hysteresis, corporate=corporate,
                        rule_sets=rule_sets, history=history,
-                       classifications=_classifications(classes, row, ladder_rows, ev), evidence=ev, notes=notes,
+                       classifications=_classifications(classes, row, ev), evidence=ev, notes=notes,
                        release=release)
 
 
@@ -471,7 +487,20 @@ def _hysteresis_reason(row: dict) -> str:
             f"month(s): {held} kept, on watch")
 
 
-def _classifications(classes, row, ladder_rows, ev) -> dict | None:
+def reason_text(codes: str, facts: dict) -> str:
+    """Words for a published reason such as `TIER_AT_LEAST=PLATINUM,CREDIT_GRADE_IN=LOW|NONE`.
+
+    An unknown code is shown as it is, so a newer model's reason still reads.
+    """
+    parts = []
+    for code in codes.split(","):
+        name, _, value = code.partition("=")
+        wording = REASON_WORDING.get(name)
+        parts.append(wording.format(value=value.replace("|", ", "), **facts) if wording else code)
+    return ", ".join(parts)
+
+
+def _classifications(classes, row, ev) -> dict | None:
     if not classes:
         return None
     population = classes.pop("_population", None)
@@ -489,21 +518,11 @@ def _classifications(classes, row, ladder_rows, ev) -> dict | None:
             rfm[key.upper()] = {"value": value, "population_mean": _round2(means[key]), "high": high,
                                 "better_is": better, "score": classes.get(f"rfm_{key}_score")}
         out["rfm"] = {"population": n, "measures": rfm}
-    ranks = {t["tier_code"]: t["tier_rank"] for t in (ladder_rows or []) if t["rule_set"] == row["rule_set"]}
-    tier_rank = ranks.get(row["value_tier"])
-    if "customer_class" in classes and tier_rank is not None:
-        grade = classes.get("credit_grade")
-        gold = ranks.get("GOLD")
-        if classes["customer_class"] == "A":
-            reason = f"tier {row['value_tier']} ≥ PLATINUM and credit grade {grade}"
-        elif classes["customer_class"] == "B":
-            reason = ("potential customer" if classes.get("potential_flag")
-                      else f"tier {row['value_tier']} ≥ GOLD and credit grade {grade} (not HIGH)")
-        else:
-            reason = (f"tier {row['value_tier']}"
-                      f"{' < GOLD' if gold is not None and tier_rank < gold else ''}, credit grade {grade}, "
-                      "not potential")
-        out["class_reason"] = reason
+    facts = {"tier": row["value_tier"], "grade": classes.get("credit_grade")}
+    if classes.get("customer_class_reason"):
+        out["class_reason"] = reason_text(classes["customer_class_reason"], facts)
+    if classes.get("credit_grade_reason"):
+        out["credit_grade_because"] = reason_text(classes["credit_grade_reason"], facts)
     if "need_level" in classes and ev is not None:
         out["need_evidence"] = {"products_held_at_month_end": ev["month_end_products"]}
     if "credit_grade" in classes and ev is not None:
@@ -665,7 +684,8 @@ def _render_classes(k: dict) -> list[str]:
             lines.append(f"    {key} {v['value']} vs mean {v['population_mean']} ({v['better_is']} is better) → "
                          f"{'High' if v['high'] else 'Low'}; score {v['score']}")
     simple = (("customer_class", "class"), ("class_reason", "  because"), ("need_level", "need level"),
-              ("credit_grade", "credit grade"), ("potential_flag", "potential (B类)"),
+              ("credit_grade", "credit grade"), ("credit_grade_because", "  because"),
+              ("potential_flag", "potential (B类)"),
               ("potential_reasons", "  potential reasons"), ("churn_warning", "churn warning"),
               ("churn_reason", "  churn reason"), ("activity_level", "activity"),
               ("value_activity_quadrant", "quadrant"), ("quadrant_action", "  action"),

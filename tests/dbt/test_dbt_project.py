@@ -188,7 +188,8 @@ def test_tiers_and_versions(month_build):
     assert segment["P002"][0] == "NONCORE"
     assert segment["P003"][0] == "GOLD"
     assert segment["P005"][0] == "DIAMOND"
-    assert segment["C001"][:3] == ("KEY", "KEY", Decimal("10000000.00"))  # reached by the loan floor
+    # Reached by the loan floor: the floor shown is that ladder's, as in customer_tier.
+    assert segment["C001"][:3] == ("KEY", "KEY", Decimal("50000000.00"))
     assert segment["C001"][4:6] == ("corporate", rules.corporate_version)
     assert segment["P001"][5:7] == (rules.active.version, rules.version)
     assert segment["P001"][7] == dt.date(2024, 3, 1) and segment["P001"][8] is False

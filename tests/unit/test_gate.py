@@ -560,7 +560,8 @@ CLASSIFICATION_DDL = [
         "rfm_m_score INTEGER", "rfm_class VARCHAR", "rfm_class_name VARCHAR", "activity_level VARCHAR",
         "value_activity_quadrant VARCHAR", "quadrant_action VARCHAR", "need_level VARCHAR",
         "credit_grade VARCHAR", "potential_flag BOOLEAN", "potential_reasons VARCHAR",
-        "customer_class VARCHAR", "churn_warning BOOLEAN", "churn_reason VARCHAR", "service_strategy VARCHAR")
+        "customer_class VARCHAR", "churn_warning BOOLEAN", "churn_reason VARCHAR", "service_strategy VARCHAR",
+        "credit_grade_reason VARCHAR", "customer_class_reason VARCHAR")
 ] + ["""
 CREATE TABLE main_marts.aml_customer_risk AS
     SELECT as_of_month, cust_id,
@@ -571,6 +572,18 @@ CREATE TABLE main_marts.aml_trigger_transactions AS
     SELECT DATE '2026-10-31' AS as_of_month, 'P001' AS cust_id, 'CASH_LARGE' AS trigger, 'T0001' AS txn_id,
            TIMESTAMP '2026-10-12 10:00:00' AS txn_time, 'DEP' AS txn_type, CAST(60000 AS DECIMAL(18,2)) AS amount,
            'CNY' AS currency, CAST(60000 AS DECIMAL(38,8)) AS amount_cny, NULL::VARCHAR AS counterparty_country"""]
+
+
+GRADE_REASON = {"NONE": "NO_LOAN", "LOW": "DPD_BELOW=1,FIVE_CLASS_BELOW=2"}
+
+
+def _class_reason(klass: str, potential: bool) -> str:
+    """A reason of the form the customer-class model publishes, for the fixture's class."""
+    if klass == "A":
+        return "TIER_AT_LEAST=PLATINUM,CREDIT_GRADE_IN=LOW|NONE"
+    if klass == "B":
+        return "POTENTIAL" if potential else "TIER_AT_LEAST=GOLD,CREDIT_GRADE_NOT_IN=HIGH"
+    return "NOT_POTENTIAL,TIER_BELOW=GOLD"
 
 
 def classify(warehouse: Path) -> None:
@@ -588,10 +601,13 @@ def classify(warehouse: Path) -> None:
                        WHERE cust_id = ? AND as_of_month = ?""",
                     [r, f, rs, fs, ms, cls, names[cls], act, quad, actions[quad], need, grade, pot, why, klass,
                      churn, reason, _STRATEGY[CLASSIFIED_TIER[cust]], cust, AS_OF])
+        con.execute("UPDATE main_marts.customer_segment SET credit_grade_reason = ?, customer_class_reason = ? "
+                    "WHERE cust_id = ? AND as_of_month = ?",
+                    [GRADE_REASON[grade], _class_reason(klass, pot), cust, AS_OF])
     for cust, grade in (("C001", "NONE"), ("C002", "LOW")):
         con.execute("UPDATE main_marts.customer_segment SET need_level = 'PROFESSIONAL', credit_grade = ?, "
-                    "service_strategy = ? WHERE cust_id = ? AND as_of_month = ?",
-                    [grade, _STRATEGY[CLASSIFIED_TIER[cust]], cust, AS_OF])
+                    "credit_grade_reason = ?, service_strategy = ? WHERE cust_id = ? AND as_of_month = ?",
+                    [grade, GRADE_REASON[grade], _STRATEGY[CLASSIFIED_TIER[cust]], cust, AS_OF])
     con.close()
 
 
@@ -602,35 +618,33 @@ CLASSIFICATION_FAILURES = {
                           "customer_segment.rfm_class_known"),
     "score_out_of_range": ("UPDATE main_marts.customer_segment SET rfm_r_score = 6 WHERE cust_id = 'P001'",
                            "customer_segment.rfm_r_score_1_to_5"),
-    "score_not_rank": ("UPDATE main_marts.customer_segment SET rfm_m_score = 3 WHERE cust_id = 'P003'",
-                       "customer_segment.rfm_scores_match_ranks"),
-    "class_not_mean_based": ("UPDATE main_marts.customer_segment SET rfm_class = 'HHH', "
-                             "rfm_class_name = '重要价值客户' WHERE cust_id = 'P001'",
-                             "customer_segment.rfm_class_matches_means"),
-    "class_a_below_platinum": ("UPDATE main_marts.customer_segment SET customer_class = 'A' WHERE cust_id = 'P002'",
-                               "customer_segment.customer_class_follows_rules"),
-    "class_a_with_medium_credit": ("UPDATE main_marts.customer_segment SET credit_grade = 'MEDIUM' "
-                                   "WHERE cust_id = 'P003'", "customer_segment.customer_class_follows_rules"),
-    "corporate_basic_need": ("UPDATE main_marts.customer_segment SET need_level = 'BASIC' WHERE cust_id = 'C001'",
-                             "customer_segment.corporate_need_level_professional"),
-    "retail_professional_below_black": ("UPDATE main_marts.customer_segment SET need_level = 'PROFESSIONAL' "
+    "unknown_rfm_class_name": ("UPDATE main_marts.customer_segment SET rfm_class_name = '随便' WHERE cust_id = 'P001'",
+                               "customer_segment.rfm_class_name_known"),
+    "class_with_another_class_reason": ("UPDATE main_marts.customer_segment SET customer_class = 'A' "
+                                        "WHERE cust_id = 'P002'",
+                                        "customer_segment.customer_class_reason_agrees_with_class"),
+    "potential_reason_without_flag": ("UPDATE main_marts.customer_segment SET customer_class_reason = 'POTENTIAL' "
+                                      "WHERE cust_id = 'P002'",
+                                      "customer_segment.customer_class_reason_agrees_with_class"),
+    "grade_with_another_grade_reason": ("UPDATE main_marts.customer_segment SET credit_grade = 'MEDIUM' "
                                         "WHERE cust_id = 'P003'",
-                                        "customer_segment.retail_professional_need_iff_min_tier"),
-    "churn_below_gold": ("UPDATE main_marts.customer_segment SET churn_warning = TRUE, churn_reason = 'INACTIVE' "
-                         "WHERE cust_id = 'P004'", "customer_segment.churn_warning_only_from_min_tier"),
+                                        "customer_segment.credit_grade_reason_agrees_with_grade"),
+    "churn_without_reason": ("UPDATE main_marts.customer_segment SET churn_warning = TRUE, churn_reason = NULL "
+                             "WHERE cust_id = 'P004'", "customer_segment.reasons_agree_with_flags"),
+    "potential_without_reason": ("UPDATE main_marts.customer_segment SET potential_flag = TRUE, "
+                                 "potential_reasons = NULL WHERE cust_id = 'P004'",
+                                 "customer_segment.reasons_agree_with_flags"),
     "rfm_m_not_aum": ("UPDATE main_marts.customer_segment SET rfm_m = rfm_m + 0.01 WHERE cust_id = 'P002'",
                       "customer_segment.rfm_m_equals_avg_daily_aum"),
-    "potential_above_core": ("UPDATE main_marts.customer_segment SET potential_flag = TRUE, "
-                             "potential_reasons = 'INCOME' WHERE cust_id = 'P002'",
-                             "customer_segment.potential_only_up_to_max_tier"),
     "retail_column_on_corporate": ("UPDATE main_marts.customer_segment SET rfm_class = 'HHH' WHERE cust_id = 'C002'",
                                    "customer_segment.retail_only_columns_null_for_corporate"),
-    "quadrant_wrong": ("UPDATE main_marts.customer_segment SET value_activity_quadrant = 'HIGH_VALUE_HIGH_ACTIVITY' "
-                       "WHERE cust_id = 'P001'", "customer_segment.activity_and_quadrant_follow_rules"),
-    "strategy_wrong": ("UPDATE main_marts.customer_segment SET service_strategy = '随便' WHERE cust_id = 'C001'",
-                       "customer_segment.service_strategy_matches_rules"),
+    "quadrant_of_another_activity": ("UPDATE main_marts.customer_segment "
+                                     "SET value_activity_quadrant = 'HIGH_VALUE_LOW_ACTIVITY' WHERE cust_id = 'P001'",
+                                     "customer_segment.quadrant_agrees_with_activity"),
+    "strategy_missing": ("UPDATE main_marts.customer_segment SET service_strategy = NULL WHERE cust_id = 'C001'",
+                         "customer_segment.every_customer_classified"),
     "retail_credit_grade_missing": ("UPDATE main_marts.customer_segment SET credit_grade = NULL "
-                                    "WHERE cust_id = 'P004'", "customer_segment.credit_grade_not_null"),
+                                    "WHERE cust_id = 'P004'", "customer_segment.every_customer_classified"),
     "aml_duplicate": ("INSERT INTO main_marts.aml_customer_risk SELECT * FROM main_marts.aml_customer_risk "
                       "WHERE cust_id = 'P002'", "aml_customer_risk.one_row_per_customer_month"),
     "aml_unknown_level": ("UPDATE main_marts.aml_customer_risk SET aml_level = 'SEVERE' WHERE cust_id = 'P002'",
@@ -663,7 +677,7 @@ def test_classification_checks_wait_for_the_columns(warehouse: Path) -> None:
     results, _ = run_checks(warehouse / "tiering.duckdb", AS_OF, RULES,
                             tables=("customer_segment", "aml_customer_risk", "aml_trigger_transactions"))
     assert all(r.success for r in results)
-    assert not {"rfm_class_known", "customer_class_follows_rules"} & {r.name for r in results}
+    assert not {"rfm_class_known", "customer_class_reason_agrees_with_class"} & {r.name for r in results}
     assert not any(r.table.startswith("aml_") for r in results)
     # Half the columns there: the present ones are checked and a warning names the missing ones.
     mutate(warehouse, *CLASSIFICATION_DDL[:7])

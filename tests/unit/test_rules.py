@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.rules import PRODUCT_TYPES, SEED_FILES, RulesError, load_rules, seed_rows, write_seeds
+from flows.rules import (
+    PRODUCT_TYPES,
+    SECTION_PROPERTIES,
+    SECTION_SEEDS,
+    SEED_FILES,
+    RulesError,
+    load_rules,
+    seed_rows,
+    write_seeds,
+)
 from flows.settings import DEFAULT_RULES
 
 
@@ -128,8 +137,11 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_rendered_seeds_match_the_yaml(tmp_path, doc):
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "rule_parameters.csv").write_text("parameter,value\n", encoding="utf-8")
     written = write_seeds(load_rules(DEFAULT_RULES), tmp_path / "seeds")
-    assert [p.name for p in written] == list(SEED_FILES)
+    sections = [f"{name}.csv" for name in SECTION_SEEDS]
+    assert [p.name for p in written] == [SECTION_PROPERTIES, *SEED_FILES, *sections]
 
     value_tiers = _read_csv(tmp_path / "seeds" / "rule_value_tiers.csv")
     expected = [
@@ -154,14 +166,16 @@ def test_rendered_seeds_match_the_yaml(tmp_path, doc):
         assert row["is_aum"] == str(product in doc["aum_product_types"]).lower()
         assert row["is_deposit"] == str(product in corp["deposit_product_types"]).lower()
 
-    parameters = {r["parameter"]: r["value"] for r in _read_csv(tmp_path / "seeds" / "rule_parameters.csv")}
-    assert parameters["rules_version"] == doc["version"]
-    assert parameters["active_rule_set"] == doc["active_rule_set"]
-    assert parameters["corporate_cust_types"] == ",".join(corp["cust_types"])
-    assert parameters["mask_char"] == doc["masking"]["mask_char"]
+    (release,) = _read_csv(tmp_path / "seeds" / "rule_release.csv")
+    assert release["rules_version"] == doc["version"]
+    assert release["active_rule_set"] == doc["active_rule_set"]
+    assert release["corporate_cust_types"] == f"[{', '.join(corp['cust_types'])}]"
+    (masking,) = _read_csv(tmp_path / "seeds" / "rule_masking.csv")
+    assert masking["mask_char"] == doc["masking"]["mask_char"]
     for field in ("cust_name", "cert_no", "mobile"):
-        assert parameters[f"mask_{field}_keep_first"] == str(doc["masking"][field]["keep_first"])
-        assert parameters[f"mask_{field}_keep_last"] == str(doc["masking"][field]["keep_last"])
+        assert masking[f"{field}_keep_first"] == str(doc["masking"][field]["keep_first"])
+        assert masking[f"{field}_keep_last"] == str(doc["masking"][field]["keep_last"])
+    assert not (tmp_path / "seeds" / "rule_parameters.csv").exists()
 
 
 def test_seed_floors_are_exact_decimals():
@@ -312,9 +326,41 @@ def test_classification_seeds_mirror_the_yaml(tmp_path, doc):
                   for r in _read_csv(seeds / "rule_service_strategies.csv")}
     assert strategies[("cib_monthly", "DIAMOND")] == doc["service_strategies"]["retail"]["DIAMOND"]
     assert strategies[("corporate", "KEY")] == doc["service_strategies"]["corporate"]["KEY"]
-    parameters = {r["parameter"]: r["value"] for r in _read_csv(seeds / "rule_parameters.csv")}
-    assert parameters["rfm_non_activity_txn_types"] == "FEE,INT"
-    assert parameters["aml_high_risk_countries"] == ",".join(doc["aml"]["high_risk_countries"])
-    assert parameters["churn_aum_decline_share"] == doc["churn"]["aum_decline_share"]
-    assert parameters["class_a_credit_grades"] == "LOW,NONE"
-    assert parameters["potential_min_monthly_income_cny"] == "20000"
+    (rfm,) = _read_csv(seeds / "rule_rfm.csv")
+    assert rfm["non_activity_txn_types"] == "[FEE, INT]"
+    (aml,) = _read_csv(seeds / "rule_aml.csv")
+    assert aml["high_risk_countries"] == f"[{', '.join(doc['aml']['high_risk_countries'])}]"
+    (churn,) = _read_csv(seeds / "rule_churn.csv")
+    assert churn["aum_decline_share"] == doc["churn"]["aum_decline_share"]
+    (customer_class,) = _read_csv(seeds / "rule_customer_class.csv")
+    assert customer_class["a_credit_grades"] == "[LOW, NONE]"
+    (potential,) = _read_csv(seeds / "rule_potential.csv")
+    assert potential["min_monthly_income_cny"] == "20000"
+
+
+def test_every_section_seed_is_typed_and_tested_from_its_dataclass(tmp_path: Path) -> None:
+    """The section dataclasses drive the seeds, their column types and completeness tests (one place)."""
+    import dataclasses
+
+    from flows.rules import section_columns
+
+    write_seeds(load_rules(DEFAULT_RULES), tmp_path)
+    properties = yaml.safe_load((tmp_path / SECTION_PROPERTIES).read_text(encoding="utf-8"))["seeds"]
+    assert [p["name"] for p in properties] == list(SECTION_SEEDS)
+    for prop in properties:
+        section = SECTION_SEEDS[prop["name"]][0]
+        scalar = [f.name for f in dataclasses.fields(section) if not f.type.startswith("dict")]
+        assert list(prop["config"]["column_types"]) == scalar == list(section_columns(section))
+        assert prop["data_tests"] == ["exactly_one_row"]
+        assert all(c["data_tests"] == ["not_null"] for c in prop["columns"])
+        (row,) = _read_csv(tmp_path / f"{prop['name']}.csv")
+        assert list(row) == scalar and all(value != "" for value in row.values())
+    # Money and shares are typed DECIMAL; a field without a declared SQL type cannot be rendered.
+    assert section_columns(SECTION_SEEDS["rule_churn"][0])["aum_decline_share"] == "decimal(9, 4)"
+
+    @dataclasses.dataclass
+    class Undeclared:
+        bound: Decimal
+
+    with pytest.raises(TypeError, match="declare its SQL type"):
+        section_columns(Undeclared)

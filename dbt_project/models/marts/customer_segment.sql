@@ -14,16 +14,9 @@ measures as (
 
 ),
 
-retail_tiers as (
+customer_tiers as (
 
-    select * from {{ ref('int_customer_monthly_tiers_with_hysteresis') }}
-    where {{ in_evaluation_month('as_of_month') }}
-
-),
-
-corporate_tiers as (
-
-    select * from {{ ref('int_corporate_monthly_tiers') }}
+    select * from {{ ref('customer_tier') }}
     where {{ in_evaluation_month('as_of_month') }}
 
 ),
@@ -34,6 +27,12 @@ value_tiers as (
 
 ),
 
+corporate_tiers as (
+
+    select * from {{ ref('rule_corporate_tiers') }}
+
+),
+
 classifications as (
 
     select * from {{ ref('int_customer_monthly_classifications') }}
@@ -41,66 +40,33 @@ classifications as (
 
 ),
 
-active_retail_tiers as (
-
-    -- customer_segment publishes the active rule set's tier (rule_value_tiers.is_active).
-    select
-        retail_tiers.as_of_month,
-        retail_tiers.cust_id,
-        retail_tiers.tier as value_tier,
-        retail_tiers.tier_name as value_tier_name,
-        retail_tiers.implied_tier,
-        retail_tiers.tier_floor_cny,
-        retail_tiers.months_below,
-        retail_tiers.grace_months,
-        retail_tiers.on_watch,
-        retail_tiers.previous_tier,
-        retail_tiers.tier_change,
-        retail_tiers.effective_from,
-        retail_tiers.rule_set,
-        retail_tiers.rule_set_version
-    from retail_tiers
-    where retail_tiers.rule_set in (
-        select value_tiers.rule_set
-        from value_tiers
-        where value_tiers.is_active
-    )
-
-),
-
-corporate_segment_tiers as (
-
-    -- Corporates: no hysteresis; the floor shown is the tier's deposit floor.
-    select
-        corporate_tiers.as_of_month,
-        corporate_tiers.cust_id,
-        corporate_tiers.tier as value_tier,
-        corporate_tiers.tier_name as value_tier_name,
-        corporate_tiers.tier as implied_tier,
-        corporate_tiers.deposit_floor_cny as tier_floor_cny,
-        0 as months_below,
-        0 as grace_months,
-        false as on_watch,
-        corporate_tiers.previous_tier,
-        corporate_tiers.tier_change,
-        corporate_tiers.effective_from,
-        corporate_tiers.rule_set,
-        corporate_tiers.rule_set_version
-    from corporate_tiers
-
-),
-
 segment_tiers as (
 
-    select * from active_retail_tiers
-    union all
-    select * from corporate_segment_tiers
+    -- The published tier: the active retail rule set's row of customer_tier, or the corporate row.
+    select
+        customer_tiers.as_of_month,
+        customer_tiers.cust_id,
+        customer_tiers.tier as value_tier,
+        customer_tiers.tier_name as value_tier_name,
+        customer_tiers.implied_tier,
+        customer_tiers.tier_floor_cny,
+        customer_tiers.months_below,
+        customer_tiers.grace_months,
+        customer_tiers.on_watch,
+        customer_tiers.previous_tier,
+        customer_tiers.tier_change,
+        customer_tiers.effective_from,
+        customer_tiers.rule_set,
+        customer_tiers.rule_set_version
+    from customer_tiers
+    where customer_tiers.rule_set in (select value_tiers.rule_set from value_tiers where value_tiers.is_active)
+        or customer_tiers.rule_set in (select corporate_tiers.rule_set from corporate_tiers)
 
 ),
 
 final as (
 
-    -- Personal data leaves only masked, by the rules in rule_parameters.
+    -- Personal data leaves only masked, by the rules in seed rule_masking.
     select
         measures.as_of_month,
         measures.cust_id,
@@ -118,16 +84,16 @@ final as (
         segment_tiers.value_tier,
         segment_tiers.value_tier_name,
         segment_tiers.implied_tier,
-        cast(segment_tiers.tier_floor_cny as decimal(18, 2)) as tier_floor_cny,
-        cast(segment_tiers.months_below as integer) as months_below,
-        cast(segment_tiers.grace_months as integer) as grace_months,
+        segment_tiers.tier_floor_cny,
+        segment_tiers.months_below,
+        segment_tiers.grace_months,
         segment_tiers.on_watch,
         segment_tiers.previous_tier,
         segment_tiers.tier_change,
         segment_tiers.effective_from,
         segment_tiers.rule_set,
         segment_tiers.rule_set_version,
-        {{ rule_parameter('rules_version') }} as rules_version,
+        {{ rule_value('release', 'rules_version') }} as rules_version,
         classifications.rfm_r,
         classifications.rfm_f,
         classifications.rfm_m,
@@ -146,7 +112,9 @@ final as (
         classifications.customer_class,
         classifications.churn_warning,
         classifications.churn_reason,
-        classifications.service_strategy
+        classifications.service_strategy,
+        classifications.credit_grade_reason,
+        classifications.customer_class_reason
     from measures
     inner join snapshots
         on measures.as_of_month = snapshots.as_of_month

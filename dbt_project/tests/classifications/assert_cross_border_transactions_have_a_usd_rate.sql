@@ -32,7 +32,7 @@ cross_border as (
     select txns.txn_id, txns.batch_date, cast(txns.txn_at as date) as txn_date
     from txns
     where {{ in_build_coverage('txns.batch_date') }}
-        and {{ in_rule_list('txns.txn_type', 'aml_cross_border_txn_types') }}
+        and {{ in_rule_list('txns.txn_type', 'aml', 'cross_border_txn_types') }}
 
 ),
 

@@ -36,12 +36,33 @@ loans_summarised as (
         max(month_end_loan_details.days_past_due) as max_days_past_due,
         max(month_end_loan_details.five_class) as max_five_class,
         bool_or(
-            month_end_loan_details.loan_type = {{ rule_parameter('potential_mortgage_loan_type') }}
+            month_end_loan_details.loan_type = {{ rule_value('potential', 'mortgage_loan_type') }}
             and month_end_loan_details.days_past_due
-            <= {{ rule_parameter('potential_mortgage_max_dpd', 'integer') }}
+            <= {{ rule_value('potential', 'mortgage_max_dpd') }}
         ) as has_current_mortgage
     from month_end_loan_details
     group by 1, 2
+
+),
+
+bounds_checked as (
+
+    -- Each bound of the rules file's credit_grade section against the worst loan.
+    select
+        loans_summarised.*,
+        coalesce(
+            loans_summarised.max_days_past_due >= {{ rule_value('credit_grade', 'high_min_dpd') }}, false
+        ) as is_high_by_dpd,
+        coalesce(
+            loans_summarised.max_five_class >= {{ rule_value('credit_grade', 'high_min_five_class') }}, false
+        ) as is_high_by_five_class,
+        coalesce(
+            loans_summarised.max_days_past_due >= {{ rule_value('credit_grade', 'medium_min_dpd') }}, false
+        ) as is_medium_by_dpd,
+        coalesce(
+            loans_summarised.max_five_class >= {{ rule_value('credit_grade', 'medium_min_five_class') }}, false
+        ) as is_medium_by_five_class
+    from loans_summarised
 
 ),
 
@@ -52,25 +73,43 @@ final as (
         measures.as_of_month,
         measures.cust_id,
         measures.cust_type,
-        cast(coalesce(loans_summarised.loan_count, 0) as integer) as loan_count,
-        cast(loans_summarised.max_days_past_due as integer) as max_days_past_due,
-        cast(loans_summarised.max_five_class as integer) as max_five_class,
-        coalesce(loans_summarised.has_current_mortgage, false) as has_current_mortgage,
+        cast(coalesce(bounds_checked.loan_count, 0) as integer) as loan_count,
+        cast(bounds_checked.max_days_past_due as integer) as max_days_past_due,
+        cast(bounds_checked.max_five_class as integer) as max_five_class,
+        coalesce(bounds_checked.has_current_mortgage, false) as has_current_mortgage,
         case
-            when loans_summarised.loan_count is null then 'NONE'
-            when loans_summarised.max_days_past_due >= {{ rule_parameter('credit_high_min_dpd', 'integer') }}
-                or loans_summarised.max_five_class >= {{ rule_parameter('credit_high_min_five_class', 'integer') }}
-                then 'HIGH'
-            when loans_summarised.max_days_past_due >= {{ rule_parameter('credit_medium_min_dpd', 'integer') }}
-                or loans_summarised.max_five_class
-                >= {{ rule_parameter('credit_medium_min_five_class', 'integer') }}
-                then 'MEDIUM'
+            when bounds_checked.loan_count is null then 'NONE'
+            when bounds_checked.is_high_by_dpd or bounds_checked.is_high_by_five_class then 'HIGH'
+            when bounds_checked.is_medium_by_dpd or bounds_checked.is_medium_by_five_class then 'MEDIUM'
             else 'LOW'
-        end as credit_grade
+        end as credit_grade,
+        -- The bounds that decided (codes: docs block credit_grade_reason).
+        case
+            when bounds_checked.loan_count is null then 'NO_LOAN'
+            when bounds_checked.is_high_by_dpd or bounds_checked.is_high_by_five_class then concat_ws(',',
+                case when bounds_checked.is_high_by_dpd then 'DPD_AT_LEAST=' || {{ rule_value('credit_grade', 'high_min_dpd') }} end,
+                case
+                    when bounds_checked.is_high_by_five_class
+                        then 'FIVE_CLASS_AT_LEAST=' || {{ rule_value('credit_grade', 'high_min_five_class') }}
+                end
+            )
+            when bounds_checked.is_medium_by_dpd or bounds_checked.is_medium_by_five_class then concat_ws(',',
+                case
+                    when bounds_checked.is_medium_by_dpd
+                        then 'DPD_AT_LEAST=' || {{ rule_value('credit_grade', 'medium_min_dpd') }}
+                end,
+                case
+                    when bounds_checked.is_medium_by_five_class
+                        then 'FIVE_CLASS_AT_LEAST=' || {{ rule_value('credit_grade', 'medium_min_five_class') }}
+                end
+            )
+            else 'DPD_BELOW=' || {{ rule_value('credit_grade', 'medium_min_dpd') }}
+                || ',FIVE_CLASS_BELOW=' || {{ rule_value('credit_grade', 'medium_min_five_class') }}
+        end as credit_grade_reason
     from measures
-    left join loans_summarised
-        on measures.as_of_month = loans_summarised.as_of_month
-        and measures.cust_id = loans_summarised.cust_id
+    left join bounds_checked
+        on measures.as_of_month = bounds_checked.as_of_month
+        and measures.cust_id = bounds_checked.cust_id
     where {{ in_evaluation_month('measures.as_of_month') }}
 
 )

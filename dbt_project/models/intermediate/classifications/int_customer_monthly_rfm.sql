@@ -66,7 +66,7 @@ current_daily_activity as (
         on daily_activity.as_of_month = covering_build.as_of_month
         and daily_activity.activity_date >= covering_build.coverage_start
     where daily_activity.activity_date > (
-        select min(months.as_of_month) - {{ rule_parameter('rfm_frequency_window_days', 'integer') }}
+        select min(months.as_of_month) - {{ rule_value('rfm', 'frequency_window_days') }}
         from months
         where {{ in_evaluation_month('months.as_of_month') }}
     )
@@ -89,7 +89,7 @@ activity_summarised as (
         on population.cust_id = current_daily_activity.cust_id
         and current_daily_activity.activity_date <= population.as_of_month
         and current_daily_activity.activity_date
-        > population.as_of_month - {{ rule_parameter('rfm_frequency_window_days', 'integer') }}
+        > population.as_of_month - {{ rule_value('rfm', 'frequency_window_days') }}
     group by 1, 2, 3
 
 ),
@@ -105,9 +105,9 @@ rfm_values as (
         cast(least(
             coalesce(
                 population.as_of_month - activity_summarised.last_activity_date,
-                {{ rule_parameter('rfm_recency_cap_days', 'integer') }}
+                {{ rule_value('rfm', 'recency_cap_days') }}
             ),
-            {{ rule_parameter('rfm_recency_cap_days', 'integer') }}
+            {{ rule_value('rfm', 'recency_cap_days') }}
         ) as integer) as rfm_r,
         cast(activity_summarised.activity_count as integer) as rfm_f,
         measures.avg_daily_aum_cny as rfm_m

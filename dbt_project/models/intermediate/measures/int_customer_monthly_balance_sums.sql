@@ -57,11 +57,8 @@ balances_converted as (
         cast(date_trunc('month', balances_read.balance_date) as date) as month_start,
         product_types.is_aum,
         product_types.is_deposit,
-        cast(
-            cast(balances_read.balance_amount as decimal(38, 2))
-            * case when balances_read.currency = 'CNY' then cast(1 as decimal(18, 6)) else fx_rates.cny_per_unit end
-            as decimal(38, 8)
-        ) as balance_cny
+        {{ to_cny('balances_read.balance_amount', 'balances_read.currency', 'fx_rates.cny_per_unit') }}
+            as balance_cny
     from balances_read
     left join account_versions
         on balances_read.acct_id = account_versions.acct_id

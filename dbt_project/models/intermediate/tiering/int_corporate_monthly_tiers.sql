@@ -36,13 +36,10 @@ build_month as (
 
 corporate_measures as (
 
-    -- Which customer types are tiered as corporates is a rule (rule_parameters.corporate_cust_types).
+    -- Which customer types are tiered as corporates is a rule (rule_release.corporate_cust_types).
     select measures.*
     from measures
-    where list_contains(
-        string_split({{ rule_parameter('corporate_cust_types') }}, ','),
-        measures.cust_type
-    )
+    where list_contains({{ rule_value('release', 'corporate_cust_types') }}, measures.cust_type)
         and measures.as_of_month = (select build_month.as_of_month from build_month)
 
 ),

@@ -51,18 +51,9 @@ final as (
     select
         build_month.as_of_month,
         month_end_loans.*,
-        case
-            when month_end_loans.currency = 'CNY' then cast(1 as decimal(18, 6))
-            else month_end_rates.cny_per_unit
-        end as cny_per_unit,
-        cast(
-            cast(month_end_loans.outstanding_amount as decimal(38, 2))
-            * case
-                when month_end_loans.currency = 'CNY' then cast(1 as decimal(18, 6))
-                else month_end_rates.cny_per_unit
-            end
-            as decimal(38, 8)
-        ) as outstanding_cny
+        {{ cny_per_unit('month_end_loans.currency', 'month_end_rates.cny_per_unit') }} as cny_per_unit,
+        {{ to_cny('month_end_loans.outstanding_amount', 'month_end_loans.currency', 'month_end_rates.cny_per_unit') }}
+            as outstanding_cny
     from month_end_loans
     cross join build_month
     left join month_end_rates

@@ -47,7 +47,7 @@ cash_large as (
         month_txns.*
     from month_txns
     where month_txns.is_cash
-        and month_txns.amount_cny >= {{ rule_parameter('aml_cash_single_min_cny', 'decimal(18, 2)') }}
+        and month_txns.amount_cny >= {{ rule_value('aml', 'cash_single_min_cny') }}
 
 ),
 
@@ -59,7 +59,7 @@ cross_border_totals as (
     from month_txns
     where month_txns.is_cross_border
     group by 1, 2
-    having sum(month_txns.amount_usd) >= {{ rule_parameter('aml_cross_border_monthly_min_usd', 'decimal(18, 2)') }}
+    having sum(month_txns.amount_usd) >= {{ rule_value('aml', 'cross_border_monthly_min_usd') }}
 
 ),
 
@@ -83,7 +83,7 @@ high_risk_country as (
         'HIGH_RISK_COUNTRY' as aml_trigger,
         month_txns.*
     from month_txns
-    where {{ in_rule_list('month_txns.counterparty_country', 'aml_high_risk_countries') }}
+    where {{ in_rule_list('month_txns.counterparty_country', 'aml', 'high_risk_countries') }}
 
 ),
 

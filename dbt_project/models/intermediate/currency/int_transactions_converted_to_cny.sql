@@ -104,10 +104,7 @@ rates_added as (
     -- The rates of the transaction's own day; CNY needs none.
     select
         txns_joined_to_accounts.*,
-        case
-            when txns_joined_to_accounts.currency = 'CNY' then cast(1 as decimal(18, 6))
-            else currency_rates.cny_per_unit
-        end as cny_per_unit,
+        {{ cny_per_unit('txns_joined_to_accounts.currency', 'currency_rates.cny_per_unit') }} as cny_per_unit,
         usd_rates.cny_per_unit as cny_per_usd
     from txns_joined_to_accounts
     left join rates_read as currency_rates
@@ -137,10 +134,9 @@ final as (
         rates_added.counterparty_country,
         rates_added.cny_per_unit,
         rates_added.cny_per_usd,
-        cast(cast(rates_added.txn_amount as decimal(38, 2)) * rates_added.cny_per_unit as decimal(38, 8))
-            as amount_cny,
-        not {{ in_rule_list('rates_added.txn_type', 'rfm_non_activity_txn_types') }} as is_customer_initiated,
-        {{ in_rule_list('rates_added.txn_type', 'aml_cross_border_txn_types') }} as is_cross_border
+        {{ to_cny('rates_added.txn_amount', 'rates_added.currency', 'rates_added.cny_per_unit') }} as amount_cny,
+        not {{ in_rule_list('rates_added.txn_type', 'rfm', 'non_activity_txn_types') }} as is_customer_initiated,
+        {{ in_rule_list('rates_added.txn_type', 'aml', 'cross_border_txn_types') }} as is_cross_border
     from rates_added
 
 )
