@@ -9,13 +9,13 @@ rule_parameters as (
 
 required as (
 
-    select *
+    select required_parameters.*
     from (
         values
-            ('rules_version'), ('corporate_cust_types'), ('mask_char'),
-            ('mask_cust_name_keep_first'), ('mask_cust_name_keep_last'),
-            ('mask_cert_no_keep_first'), ('mask_cert_no_keep_last'),
-            ('mask_mobile_keep_first'), ('mask_mobile_keep_last')
+        ('rules_version'), ('corporate_cust_types'), ('mask_char'),
+        ('mask_cust_name_keep_first'), ('mask_cust_name_keep_last'),
+        ('mask_cert_no_keep_first'), ('mask_cert_no_keep_last'),
+        ('mask_mobile_keep_first'), ('mask_mobile_keep_last')
     ) as required_parameters (parameter)
 
 )
