@@ -664,3 +664,12 @@ def write_seeds(rules: Rules, seeds_dir: Path) -> list[Path]:
             writer.writerows(table)
         written.append(target)
     return written
+
+
+if __name__ == "__main__":
+    # `python -m flows.rules`: write the seeds dbt needs to parse the project (`make lint` on a fresh clone).
+    from flows.settings import Settings
+
+    _settings = Settings.from_env()
+    for _path in write_seeds(load_rules(_settings.rules_path), _settings.dbt_project_dir / "seeds"):
+        print(f"wrote {_path.relative_to(_settings.dbt_project_dir.parent)}")

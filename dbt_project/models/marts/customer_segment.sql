@@ -59,7 +59,10 @@ segment_tiers as (
         customer_tiers.rule_set,
         customer_tiers.rule_set_version
     from customer_tiers
-    where customer_tiers.rule_set in (select value_tiers.rule_set from value_tiers where value_tiers.is_active)
+    where customer_tiers.rule_set in (
+            select value_tiers.rule_set from value_tiers
+            where value_tiers.is_active
+        )
         or customer_tiers.rule_set in (select corporate_tiers.rule_set from corporate_tiers)
 
 ),

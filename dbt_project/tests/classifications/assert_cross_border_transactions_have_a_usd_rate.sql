@@ -22,14 +22,18 @@ months as (
 
 build_month as (
 
-    select * from months
+    select months.*
+    from months
     where months.as_of_month = {{ evaluation_month() }}
 
 ),
 
 cross_border as (
 
-    select txns.txn_id, txns.batch_date, cast(txns.txn_at as date) as txn_date
+    select
+        txns.txn_id,
+        txns.batch_date,
+        cast(txns.txn_at as date) as txn_date
     from txns
     where {{ in_build_coverage('txns.batch_date') }}
         and {{ in_rule_list('txns.txn_type', 'aml', 'cross_border_txn_types') }}
@@ -45,7 +49,9 @@ usd_rates as (
 
 )
 
-select cross_border.txn_id, cross_border.batch_date
+select
+    cross_border.txn_id,
+    cross_border.batch_date
 from cross_border
 left join usd_rates
     on cross_border.txn_date = usd_rates.rate_date

@@ -18,11 +18,11 @@ snapshots as (
 raw_columns_in_marts as (
 
     select
-        columns.table_name as found_in,
-        columns.column_name as detail
-    from information_schema.columns as columns
-    where columns.table_schema = '{{ target.schema }}_marts'
-        and columns.column_name in ('cust_name', 'cert_no', 'mobile')
+        catalog_columns.table_name as found_in,
+        catalog_columns.column_name as detail
+    from information_schema.columns as catalog_columns
+    where catalog_columns.table_schema = '{{ target.schema }}_marts'
+        and catalog_columns.column_name in ('cust_name', 'cert_no', 'mobile')
 
 ),
 

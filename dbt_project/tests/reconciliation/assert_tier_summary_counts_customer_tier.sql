@@ -24,7 +24,10 @@ tier_migration as (
 
 tier_rows as (
 
-    select customer_tier.as_of_month, customer_tier.rule_set, count(*) as customers
+    select
+        customer_tier.as_of_month,
+        customer_tier.rule_set,
+        count(*) as customers
     from customer_tier
     group by 1, 2
 
@@ -32,7 +35,10 @@ tier_rows as (
 
 summary_rows as (
 
-    select tier_summary.as_of_month, tier_summary.rule_set, sum(tier_summary.customers) as customers
+    select
+        tier_summary.as_of_month,
+        tier_summary.rule_set,
+        sum(tier_summary.customers) as customers
     from tier_summary
     group by 1, 2
 
@@ -40,7 +46,10 @@ summary_rows as (
 
 migration_rows as (
 
-    select tier_migration.as_of_month, tier_migration.rule_set, sum(tier_migration.customers) as customers
+    select
+        tier_migration.as_of_month,
+        tier_migration.rule_set,
+        sum(tier_migration.customers) as customers
     from tier_migration
     group by 1, 2
 

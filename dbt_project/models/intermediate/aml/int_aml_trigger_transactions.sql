@@ -102,7 +102,8 @@ final as (
     select
         triggers.as_of_month,
         triggers.cust_id,
-        triggers.aml_trigger as trigger,
+        -- `trigger` is a keyword, but it is the published column's name (the AML contract).
+        triggers.aml_trigger as trigger,  -- noqa: RF04
         triggers.txn_id,
         triggers.txn_at as txn_time,
         triggers.txn_type,

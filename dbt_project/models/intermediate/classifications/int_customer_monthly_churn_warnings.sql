@@ -49,10 +49,11 @@ final as (
         criteria_checked.is_churn_tier
         and (criteria_checked.has_aum_decline or criteria_checked.is_inactive) as churn_warning,
         case
-            when criteria_checked.is_churn_tier then nullif(concat_ws(',',
-                case when criteria_checked.has_aum_decline then 'AUM_DECLINE' end,
-                case when criteria_checked.is_inactive then 'INACTIVE' end
-            ), '')
+            when criteria_checked.is_churn_tier then nullif(concat_ws(
+                    ',',
+                    case when criteria_checked.has_aum_decline then 'AUM_DECLINE' end,
+                    case when criteria_checked.is_inactive then 'INACTIVE' end
+                ), '')
         end as churn_reason
     from criteria_checked
 

@@ -86,23 +86,31 @@ final as (
         -- The bounds that decided (codes: docs block credit_grade_reason).
         case
             when bounds_checked.loan_count is null then 'NO_LOAN'
-            when bounds_checked.is_high_by_dpd or bounds_checked.is_high_by_five_class then concat_ws(',',
-                case when bounds_checked.is_high_by_dpd then 'DPD_AT_LEAST=' || {{ rule_value('credit_grade', 'high_min_dpd') }} end,
-                case
-                    when bounds_checked.is_high_by_five_class
-                        then 'FIVE_CLASS_AT_LEAST=' || {{ rule_value('credit_grade', 'high_min_five_class') }}
-                end
-            )
-            when bounds_checked.is_medium_by_dpd or bounds_checked.is_medium_by_five_class then concat_ws(',',
-                case
-                    when bounds_checked.is_medium_by_dpd
-                        then 'DPD_AT_LEAST=' || {{ rule_value('credit_grade', 'medium_min_dpd') }}
-                end,
-                case
-                    when bounds_checked.is_medium_by_five_class
-                        then 'FIVE_CLASS_AT_LEAST=' || {{ rule_value('credit_grade', 'medium_min_five_class') }}
-                end
-            )
+            when bounds_checked.is_high_by_dpd or bounds_checked.is_high_by_five_class
+                then concat_ws(
+                        ',',
+                        case
+                            when
+                                bounds_checked.is_high_by_dpd
+                                then 'DPD_AT_LEAST=' || {{ rule_value('credit_grade', 'high_min_dpd') }}
+                        end,
+                        case
+                            when bounds_checked.is_high_by_five_class
+                                then 'FIVE_CLASS_AT_LEAST=' || {{ rule_value('credit_grade', 'high_min_five_class') }}
+                        end
+                    )
+            when bounds_checked.is_medium_by_dpd or bounds_checked.is_medium_by_five_class
+                then concat_ws(
+                        ',',
+                        case
+                            when bounds_checked.is_medium_by_dpd
+                                then 'DPD_AT_LEAST=' || {{ rule_value('credit_grade', 'medium_min_dpd') }}
+                        end,
+                        case
+                            when bounds_checked.is_medium_by_five_class
+                                then 'FIVE_CLASS_AT_LEAST=' || {{ rule_value('credit_grade', 'medium_min_five_class') }}
+                        end
+                    )
             else 'DPD_BELOW=' || {{ rule_value('credit_grade', 'medium_min_dpd') }}
                 || ',FIVE_CLASS_BELOW=' || {{ rule_value('credit_grade', 'medium_min_five_class') }}
         end as credit_grade_reason

@@ -31,7 +31,8 @@ criteria_checked as (
         coalesce(rfm.tier_rank >= {{ active_tier_rank('customer_class', 'a_min_tier') }}, false) as meets_a_tier,
         {{ in_rule_list('credit_grades.credit_grade', 'customer_class', 'a_credit_grades') }} as meets_a_credit_grade,
         coalesce(rfm.tier_rank >= {{ active_tier_rank('customer_class', 'b_min_tier') }}, false) as meets_b_tier,
-        {{ in_rule_list('credit_grades.credit_grade', 'customer_class', 'b_excluded_credit_grades') }} as has_b_excluded_grade
+        {{ in_rule_list('credit_grades.credit_grade', 'customer_class', 'b_excluded_credit_grades') }}
+            as has_b_excluded_grade
     from rfm
     inner join credit_grades
         on rfm.as_of_month = credit_grades.as_of_month
@@ -57,23 +58,24 @@ final as (
         case
             when criteria_checked.meets_a_tier and criteria_checked.meets_a_credit_grade
                 then 'TIER_AT_LEAST=' || {{ rule_value('customer_class', 'a_min_tier') }}
-                || ',CREDIT_GRADE_IN=' || {{ rule_list_text('customer_class', 'a_credit_grades') }}
+                    || ',CREDIT_GRADE_IN=' || {{ rule_list_text('customer_class', 'a_credit_grades') }}
             when criteria_checked.potential_flag then 'POTENTIAL'
             when criteria_checked.meets_b_tier and not criteria_checked.has_b_excluded_grade
                 then 'TIER_AT_LEAST=' || {{ rule_value('customer_class', 'b_min_tier') }}
-                || ',CREDIT_GRADE_NOT_IN=' || {{ rule_list_text('customer_class', 'b_excluded_credit_grades') }}
-            else concat_ws(',',
-                'NOT_POTENTIAL',
-                case
-                    when not criteria_checked.meets_b_tier
-                        then 'TIER_BELOW=' || {{ rule_value('customer_class', 'b_min_tier') }}
-                end,
-                case
-                    when criteria_checked.has_b_excluded_grade
-                        then 'CREDIT_GRADE_IN='
-                        || {{ rule_list_text('customer_class', 'b_excluded_credit_grades') }}
-                end
-            )
+                    || ',CREDIT_GRADE_NOT_IN=' || {{ rule_list_text('customer_class', 'b_excluded_credit_grades') }}
+            else concat_ws(
+                    ',',
+                    'NOT_POTENTIAL',
+                    case
+                        when not criteria_checked.meets_b_tier
+                            then 'TIER_BELOW=' || {{ rule_value('customer_class', 'b_min_tier') }}
+                    end,
+                    case
+                        when criteria_checked.has_b_excluded_grade
+                            then 'CREDIT_GRADE_IN='
+                                || {{ rule_list_text('customer_class', 'b_excluded_credit_grades') }}
+                    end
+                )
         end as customer_class_reason
     from criteria_checked
 

@@ -14,7 +14,7 @@ months as (
 
 build_month as (
 
-    select * from months
+    select months.* from months
     where months.as_of_month = {{ evaluation_month() }}
 
 ),
@@ -38,7 +38,9 @@ previous_month_state as (
     from {{ this }} as previous_state
     where previous_state.as_of_month = (select build_month.previous_as_of_month from build_month)
     {%- else %}
-    select cast(null as varchar) as cust_id, cast(null as date) as last_activity_date
+    select
+        cast(null as varchar) as cust_id,
+        cast(null as date) as last_activity_date
     where false
     {%- endif %}
 

@@ -54,7 +54,8 @@ reasons_listed as (
     -- Reasons in a fixed order; NULL when none.
     select
         criteria_checked.*,
-        nullif(concat_ws(',',
+        nullif(concat_ws(
+            ',',
             case when criteria_checked.has_mortgage_reason then 'MORTGAGE_CURRENT' end,
             case when criteria_checked.has_education_reason then 'EDUCATION' end,
             case when criteria_checked.has_income_reason then 'INCOME' end,

@@ -51,7 +51,10 @@ population as (
         retail_tiers.tier,
         retail_tiers.tier_rank
     from retail_tiers
-    where retail_tiers.rule_set in (select value_tiers.rule_set from value_tiers where value_tiers.is_active)
+    where retail_tiers.rule_set in (
+            select value_tiers.rule_set from value_tiers
+            where value_tiers.is_active
+        )
         and {{ in_evaluation_month('retail_tiers.as_of_month') }}
 
 ),
@@ -66,10 +69,10 @@ current_daily_activity as (
         on daily_activity.as_of_month = covering_build.as_of_month
         and daily_activity.activity_date >= covering_build.coverage_start
     where daily_activity.activity_date > (
-        select min(months.as_of_month) - {{ rule_value('rfm', 'frequency_window_days') }}
-        from months
-        where {{ in_evaluation_month('months.as_of_month') }}
-    )
+            select min(months.as_of_month) - {{ rule_value('rfm', 'frequency_window_days') }}
+            from months
+            where {{ in_evaluation_month('months.as_of_month') }}
+        )
 
 ),
 
@@ -87,7 +90,7 @@ activity_summarised as (
         and population.cust_id = last_activity.cust_id
     left join current_daily_activity
         on population.cust_id = current_daily_activity.cust_id
-        and current_daily_activity.activity_date <= population.as_of_month
+        and population.as_of_month >= current_daily_activity.activity_date
         and current_daily_activity.activity_date
         > population.as_of_month - {{ rule_value('rfm', 'frequency_window_days') }}
     group by 1, 2, 3
@@ -142,12 +145,18 @@ scored as (
     -- Integer arithmetic only: value vs mean as value × n vs sum; score 1 + 5(rank − 1) div n.
     select
         population_totals_added.*,
-        cast(1 + (5 * (population_totals_added.r_rank - 1)) // population_totals_added.population_size
-            as integer) as rfm_r_score,
-        cast(1 + (5 * (population_totals_added.f_rank - 1)) // population_totals_added.population_size
-            as integer) as rfm_f_score,
-        cast(1 + (5 * (population_totals_added.m_rank - 1)) // population_totals_added.population_size
-            as integer) as rfm_m_score,
+        cast(
+            1 + (5 * (population_totals_added.r_rank - 1)) // population_totals_added.population_size
+            as integer
+        ) as rfm_r_score,
+        cast(
+            1 + (5 * (population_totals_added.f_rank - 1)) // population_totals_added.population_size
+            as integer
+        ) as rfm_f_score,
+        cast(
+            1 + (5 * (population_totals_added.m_rank - 1)) // population_totals_added.population_size
+            as integer
+        ) as rfm_m_score,
         case
             when population_totals_added.rfm_r * population_totals_added.population_size
                 < population_totals_added.sum_r then 'H'

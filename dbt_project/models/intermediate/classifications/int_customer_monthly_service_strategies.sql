@@ -36,7 +36,10 @@ retail_strategies as (
     from rfm
     left join service_strategies
         on rfm.tier = service_strategies.tier_code
-        and service_strategies.rule_set in (select value_tiers.rule_set from value_tiers where value_tiers.is_active)
+        and service_strategies.rule_set in (
+            select value_tiers.rule_set from value_tiers
+            where value_tiers.is_active
+        )
 
 ),
 

@@ -25,7 +25,7 @@ fx_rates as (
 
 build_month as (
 
-    select * from months
+    select months.* from months
     where months.as_of_month = {{ evaluation_month() }}
 
 ),

@@ -28,7 +28,7 @@ months as (
 
 build_month as (
 
-    select * from months
+    select months.* from months
     where months.as_of_month = {{ evaluation_month() }}
 
 ),

@@ -32,7 +32,8 @@ months as (
 
 build_month as (
 
-    select * from months
+    select months.*
+    from months
     where months.as_of_month = {{ evaluation_month() }}
 
 ),
@@ -80,13 +81,19 @@ final as (
         build_month.as_of_month,
         balances_converted.month_start,
         balances_converted.cust_id,
-        case when not bool_or(balances_converted.balance_cny is null or balances_converted.is_aum is null) then
-            cast(sum(case when balances_converted.is_aum then balances_converted.balance_cny else 0 end)
-                as decimal(38, 8))
+        case
+            when not bool_or(balances_converted.balance_cny is null or balances_converted.is_aum is null)
+                then cast(
+                        sum(case when balances_converted.is_aum then balances_converted.balance_cny else 0 end)
+                        as decimal(38, 8)
+                    )
         end as aum_sum_cny,
-        case when not bool_or(balances_converted.balance_cny is null or balances_converted.is_deposit is null) then
-            cast(sum(case when balances_converted.is_deposit then balances_converted.balance_cny else 0 end)
-                as decimal(38, 8))
+        case
+            when not bool_or(balances_converted.balance_cny is null or balances_converted.is_deposit is null)
+                then cast(
+                        sum(case when balances_converted.is_deposit then balances_converted.balance_cny else 0 end)
+                        as decimal(38, 8)
+                    )
         end as deposit_sum_cny,
         count(*) as balance_rows
     from balances_converted

@@ -34,11 +34,12 @@ current_balance_sums as (
         on balance_sums.as_of_month = covering_build.as_of_month
         and balance_sums.month_start >= cast(date_trunc('month', covering_build.coverage_start) as date)
     -- The three-month window only (rows are stored in month order, so this skips the older months' blocks).
-    where balance_sums.month_start >= (
-        select min(cast(date_trunc('month', months.window_3m_start) as date))
-        from months
-        where {{ in_evaluation_month('months.as_of_month') }}
-    )
+    where
+        balance_sums.month_start >= (
+            select min(cast(date_trunc('month', months.window_3m_start) as date))
+            from months
+            where {{ in_evaluation_month('months.as_of_month') }}
+        )
 
 ),
 

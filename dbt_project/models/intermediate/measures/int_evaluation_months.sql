@@ -45,7 +45,7 @@ months_with_loaded_days as (
 
 complete_months as (
 
-    select *
+    select months_with_loaded_days.*
     from months_with_loaded_days
     where months_with_loaded_days.loaded_days = dayofmonth(months_with_loaded_days.as_of_month)
 

@@ -19,7 +19,8 @@ months as (
 
 build_month as (
 
-    select * from months
+    select months.*
+    from months
     where months.as_of_month = {{ evaluation_month() }}
 
 ),

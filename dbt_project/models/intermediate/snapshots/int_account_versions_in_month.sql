@@ -22,7 +22,8 @@ months as (
 
 build_month as (
 
-    select * from months
+    select months.*
+    from months
     where months.as_of_month = {{ evaluation_month() }}
 
 ),
@@ -30,7 +31,9 @@ build_month as (
 previous_month_end as (
 
     -- The account master at the previous evaluated month's end (none before the first month).
-    select month_end_snapshots.* exclude (as_of_month), false as is_deleted
+    select
+        month_end_snapshots.* exclude (month_end_snapshots.as_of_month),
+        false as is_deleted
     from month_end_snapshots
     where month_end_snapshots.as_of_month = (select build_month.previous_as_of_month from build_month)
 

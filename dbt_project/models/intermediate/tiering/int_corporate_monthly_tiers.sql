@@ -29,7 +29,8 @@ tiers_ranked as (
 
 build_month as (
 
-    select * from months
+    select months.*
+    from months
     where months.as_of_month = {{ evaluation_month() }}
 
 ),
@@ -39,7 +40,8 @@ corporate_measures as (
     -- Which customer types are tiered as corporates is a rule (rule_release.corporate_cust_types).
     select measures.*
     from measures
-    where list_contains({{ rule_value('release', 'corporate_cust_types') }}, measures.cust_type)
+    where
+        list_contains({{ rule_value('release', 'corporate_cust_types') }}, measures.cust_type)
         and measures.as_of_month = (select build_month.as_of_month from build_month)
 
 ),
@@ -52,7 +54,9 @@ previous_month_tiers as (
     from {{ this }} as previous_tiers
     where previous_tiers.as_of_month = (select build_month.previous_as_of_month from build_month)
     {%- else %}
-    select cast(null as varchar) as cust_id, cast(null as integer) as tier_rank
+    select
+        cast(null as varchar) as cust_id,
+        cast(null as integer) as tier_rank
     where false
     {%- endif %}
 
