@@ -54,6 +54,8 @@ SEGMENT_COLUMNS = (
     "grace_months", "on_watch", "previous_tier", "tier_change", "effective_from", "rule_set",
     "rule_set_version", "rules_version",
 )
+# A release published before the models wrote their reasons (issue 10) has none to show.
+NO_RECORDED_REASON = "not recorded by the release that wrote this row (published before reasons were)"
 EVIDENCE_UNAVAILABLE = "evidence unavailable until the running pipeline ends (working database locked)"
 ROLLBACK = "rollback"  # release_log.action of a row that made an earlier release current again
 
@@ -521,6 +523,8 @@ def _classifications(classes, row, ev) -> dict | None:
     facts = {"tier": row["value_tier"], "grade": classes.get("credit_grade")}
     if classes.get("customer_class_reason"):
         out["class_reason"] = reason_text(classes["customer_class_reason"], facts)
+    elif classes.get("customer_class") and "customer_class_reason" not in classes:
+        out["class_reason"] = NO_RECORDED_REASON
     if classes.get("credit_grade_reason"):
         out["credit_grade_because"] = reason_text(classes["credit_grade_reason"], facts)
     if "need_level" in classes and ev is not None:
