@@ -3,8 +3,9 @@
 `rules/tiering_rules.yml` is the single place for ladders, grace months, versions, masking and
 gate bounds. dbt never reads the YAML itself: `write_seeds` renders it into `rule_*.csv` seeds: a table
 seed per list (ladders, labels, strategies) and one typed single-row seed per section of scalars and
-lists (`SECTION_SEEDS`), whose columns, SQL types and completeness tests come from the section's
-dataclass below (`seed_properties`).
+lists (`SECTION_SEEDS`). A section's dataclass declares each field once (`rule`): how the file states it,
+which `_read_section` validates, and its SQL type, from which come the seed's columns and its completeness
+tests (`seed_properties`).
 """
 
 from __future__ import annotations
@@ -85,19 +86,31 @@ class CorporateTier:
     loan_floor_cny: Decimal
 
 
+def rule(kind: str, *, yaml: str | None = None, sql: str | None = None, minimum: int = 0,
+         codes: tuple = (), what: str = ""):
+    """Declare a section field once: how the rules file states it (`kind`, at `yaml` path inside the
+    section, default the field's name) and, for decimals, its SQL type in the section's seed.
+
+    kinds: count (whole number ≥ minimum), decimal (non-negative, exact), tier (a code of the active
+    ladder), codes (a list of `codes`, each a `what`), derived (read by the section's own code).
+    """
+    return field(metadata={"kind": kind, "yaml": yaml, "sql": sql, "minimum": minimum, "codes": codes,
+                           "what": what})
+
+
 @dataclass(frozen=True)
 class RfmRules:
-    recency_cap_days: int
-    frequency_window_days: int
-    non_activity_txn_types: tuple[str, ...]
-    class_names: dict[str, str]
+    recency_cap_days: int = rule("count", minimum=1)
+    frequency_window_days: int = rule("count", minimum=1)
+    non_activity_txn_types: tuple[str, ...] = rule("codes", codes=TXN_TYPES, what="txn type")
+    class_names: dict[str, str] = rule("derived", yaml="classes")
 
 
 @dataclass(frozen=True)
 class QuadrantRules:
-    high_value_min_tier: str
-    high_activity_min_frequency: int
-    actions: dict[str, str]
+    high_value_min_tier: str = rule("tier")
+    high_activity_min_frequency: int = rule("count")
+    actions: dict[str, str] = rule("derived")
 
 
 @dataclass(frozen=True)
@@ -111,45 +124,66 @@ class NeedLevel:
 
 @dataclass(frozen=True)
 class CreditGradeRules:
-    medium_min_dpd: int
-    high_min_dpd: int
-    medium_min_five_class: int
-    high_min_five_class: int
+    medium_min_dpd: int = rule("count")
+    high_min_dpd: int = rule("count")
+    medium_min_five_class: int = rule("count")
+    high_min_five_class: int = rule("count")
+
+    def check(self, at: str) -> None:
+        if not 1 <= self.medium_min_dpd <= self.high_min_dpd:
+            raise RulesError(f"{at}: need 1 ≤ medium_min_dpd ≤ high_min_dpd")
+        for key in ("medium_min_five_class", "high_min_five_class"):
+            if getattr(self, key) not in FIVE_CLASSES[1:]:
+                raise RulesError(f"{at}.{key}: {getattr(self, key)!r} is not a five_class code 2–5")
+        if self.medium_min_five_class > self.high_min_five_class:
+            raise RulesError(f"{at}: medium_min_five_class must not exceed high_min_five_class")
 
 
 @dataclass(frozen=True)
 class AmlRules:
-    cash_single_min_cny: Decimal = field(metadata={"sql": "decimal(18, 2)"})
-    cross_border_txn_types: tuple[str, ...]
-    cross_border_monthly_min_usd: Decimal = field(metadata={"sql": "decimal(18, 2)"})
-    high_risk_countries: tuple[str, ...]
-    kyc_levels: dict[str, str]
+    cash_single_min_cny: Decimal = rule("decimal", sql="decimal(18, 2)")
+    cross_border_txn_types: tuple[str, ...] = rule("codes", codes=TXN_TYPES, what="txn type")
+    cross_border_monthly_min_usd: Decimal = rule("decimal", sql="decimal(18, 2)")
+    high_risk_countries: tuple[str, ...] = rule("derived")
+    kyc_levels: dict[str, str] = rule("derived")
 
 
 @dataclass(frozen=True)
 class PotentialRules:
-    max_tier: str
-    min_education: int
-    min_monthly_income_cny: Decimal = field(metadata={"sql": "decimal(18, 2)"})
-    occupations: tuple[str, ...]
-    mortgage_loan_type: str
-    mortgage_max_dpd: int
+    max_tier: str = rule("tier")
+    min_education: int = rule("count")
+    min_monthly_income_cny: Decimal = rule("decimal", sql="decimal(18, 2)")
+    occupations: tuple[str, ...] = rule("codes", codes=OCCUPATIONS, what="occupation")
+    mortgage_loan_type: str = rule("derived")
+    mortgage_max_dpd: int = rule("count")
+
+    def check(self, at: str) -> None:
+        if self.min_education not in EDUCATION_CODES:
+            raise RulesError(f"{at}.min_education: {self.min_education!r} is not an education code 1–4")
+        if self.mortgage_loan_type not in LOAN_TYPES:
+            raise RulesError(f"{at}.mortgage_loan_type: unknown loan type {self.mortgage_loan_type!r}")
 
 
 @dataclass(frozen=True)
 class CustomerClassRules:
-    a_min_tier: str
-    a_credit_grades: tuple[str, ...]
-    b_min_tier: str
-    b_excluded_credit_grades: tuple[str, ...]
+    a_min_tier: str = rule("tier", yaml="A.min_tier")
+    a_credit_grades: tuple[str, ...] = rule("codes", yaml="A.credit_grades", codes=CREDIT_GRADES,
+                                            what="credit grade")
+    b_min_tier: str = rule("tier", yaml="B.min_tier")
+    b_excluded_credit_grades: tuple[str, ...] = rule("codes", yaml="B.excluded_credit_grades",
+                                                     codes=CREDIT_GRADES, what="credit grade")
 
 
 @dataclass(frozen=True)
 class ChurnRules:
-    min_tier: str
-    aum_decline_share: Decimal = field(metadata={"sql": "decimal(9, 4)"})
-    decline_months_back: int
-    inactive_after_days: int
+    min_tier: str = rule("tier")
+    aum_decline_share: Decimal = rule("decimal", sql="decimal(9, 4)")
+    decline_months_back: int = rule("count", minimum=1)
+    inactive_after_days: int = rule("count")
+
+    def check(self, at: str) -> None:
+        if not 0 < self.aum_decline_share <= 1:
+            raise RulesError(f"{at}.aum_decline_share must be a share above 0 and at most 1")
 
 
 @dataclass(frozen=True)
@@ -250,6 +284,39 @@ def _labels_by_code(mapping, codes, where: str) -> dict[str, str]:
     return {code: _label(_require(mapping, code, where), f"{where}.{code}") for code in codes}
 
 
+def _read_section(section_type: type, doc: dict, name: str, where: str, ladder: list[str], ladder_name: str,
+                  derived: dict | None = None):
+    """Read and validate section `name` of the rules file by its dataclass's declared fields (`rule`):
+    each field at its yaml path, checked by its kind; `derived` fields come read already; then the
+    dataclass's own cross-field `check`, if any. Errors name the section path (rules_lines adds the line)."""
+    at = f"{where}: {name}"
+    section = _require(doc, name, where)
+    values = dict(derived or {})
+    for item in fields(section_type):
+        meta = item.metadata
+        if meta["kind"] == "derived":
+            continue
+        *parents, key = (meta["yaml"] or item.name).split(".")
+        holder, holder_at = section, at
+        for parent in parents:
+            holder, holder_at = _require(holder, parent, holder_at), f"{holder_at}.{parent}"
+        raw, place = _require(holder, key, holder_at), f"{holder_at}.{key}"
+        if meta["kind"] == "count":
+            values[item.name] = _count(raw, place, meta["minimum"])
+        elif meta["kind"] == "decimal":
+            values[item.name] = _decimal(raw, place)
+        elif meta["kind"] == "tier":
+            values[item.name] = _tier_code(raw, ladder, place, ladder_name)
+        elif meta["kind"] == "codes":
+            values[item.name] = _codes(raw, meta["codes"], place, meta["what"])
+        else:
+            raise TypeError(f"{section_type.__name__}.{item.name}: unknown rule kind {meta['kind']!r}")
+    result = section_type(**values)
+    if hasattr(result, "check"):
+        result.check(at)
+    return result
+
+
 def _classifications(doc: dict, where: str, active: RuleSet, corp_tiers: list[CorporateTier]) -> dict:
     """Validate the classification sections; return the Rules fields they fill."""
     ladder = [t.code for t in active.tiers]
@@ -257,6 +324,9 @@ def _classifications(doc: dict, where: str, active: RuleSet, corp_tiers: list[Co
 
     def tier(spec: dict, key: str, at: str) -> str:
         return _tier_code(_require(spec, key, at), ladder, f"{at}.{key}", ladder_name)
+
+    def section(section_type: type, name: str, derived: dict | None = None):
+        return _read_section(section_type, doc, name, where, ladder, ladder_name, derived)
 
     at = f"{where}: rfm"
     rfm_doc = _require(doc, "rfm", where)
@@ -272,21 +342,12 @@ def _classifications(doc: dict, where: str, active: RuleSet, corp_tiers: list[Co
     for code in RFM_CLASSES:
         if code not in class_map:
             raise RulesError(f"{at}.classes: missing label for RFM class {code}")
-    rfm = RfmRules(
-        _count(_require(rfm_doc, "recency_cap_days", at), f"{at}.recency_cap_days", 1),
-        _count(_require(rfm_doc, "frequency_window_days", at), f"{at}.frequency_window_days", 1),
-        _codes(_require(rfm_doc, "non_activity_txn_types", at), TXN_TYPES, f"{at}.non_activity_txn_types",
-               "txn type"),
-        {code: class_map[code] for code in RFM_CLASSES},
-    )
+    rfm = section(RfmRules, "rfm", {"class_names": {code: class_map[code] for code in RFM_CLASSES}})
 
     at = f"{where}: value_activity_quadrant"
     quad_doc = _require(doc, "value_activity_quadrant", where)
-    quadrant = QuadrantRules(
-        tier(quad_doc, "high_value_min_tier", at),
-        _count(_require(quad_doc, "high_activity_min_frequency", at), f"{at}.high_activity_min_frequency"),
-        _labels_by_code(_require(quad_doc, "actions", at), QUADRANTS, f"{at}.actions"),
-    )
+    quadrant = section(QuadrantRules, "value_activity_quadrant",
+                       {"actions": _labels_by_code(_require(quad_doc, "actions", at), QUADRANTS, f"{at}.actions")})
 
     at = f"{where}: need_levels"
     levels_doc = _require(doc, "need_levels", where)
@@ -302,18 +363,7 @@ def _classifications(doc: dict, where: str, active: RuleSet, corp_tiers: list[Co
             _codes(_require(spec, "product_types", lat), PRODUCT_TYPES, f"{lat}.product_types", "product type"),
             None if min_tier is None else tier(spec, "min_tier", lat)))
 
-    at = f"{where}: credit_grade"
-    credit_doc = _require(doc, "credit_grade", where)
-    credit = CreditGradeRules(*(
-        _count(_require(credit_doc, key, at), f"{at}.{key}")
-        for key in ("medium_min_dpd", "high_min_dpd", "medium_min_five_class", "high_min_five_class")))
-    if not 1 <= credit.medium_min_dpd <= credit.high_min_dpd:
-        raise RulesError(f"{at}: need 1 ≤ medium_min_dpd ≤ high_min_dpd")
-    for key in ("medium_min_five_class", "high_min_five_class"):
-        if getattr(credit, key) not in FIVE_CLASSES[1:]:
-            raise RulesError(f"{at}.{key}: {getattr(credit, key)!r} is not a five_class code 2–5")
-    if credit.medium_min_five_class > credit.high_min_five_class:
-        raise RulesError(f"{at}: medium_min_five_class must not exceed high_min_five_class")
+    credit = section(CreditGradeRules, "credit_grade")
 
     at = f"{where}: aml"
     aml_doc = _require(doc, "aml", where)
@@ -327,52 +377,14 @@ def _classifications(doc: dict, where: str, active: RuleSet, corp_tiers: list[Co
     for level, aml_level in kyc.items():
         if aml_level not in AML_LEVELS:
             raise RulesError(f"{at}.kyc_levels.{level}: unknown AML level {aml_level!r}")
-    aml = AmlRules(
-        _decimal(_require(aml_doc, "cash_single_min_cny", at), f"{at}.cash_single_min_cny"),
-        _codes(_require(aml_doc, "cross_border_txn_types", at), TXN_TYPES, f"{at}.cross_border_txn_types",
-               "txn type"),
-        _decimal(_require(aml_doc, "cross_border_monthly_min_usd", at), f"{at}.cross_border_monthly_min_usd"),
-        tuple(countries),
-        {level: kyc[level] for level in KYC_RISK_LEVELS},
-    )
+    aml = section(AmlRules, "aml", {"high_risk_countries": tuple(countries),
+                                    "kyc_levels": {level: kyc[level] for level in KYC_RISK_LEVELS}})
 
-    at = f"{where}: potential"
     pot_doc = _require(doc, "potential", where)
-    education = _count(_require(pot_doc, "min_education", at), f"{at}.min_education")
-    if education not in EDUCATION_CODES:
-        raise RulesError(f"{at}.min_education: {education!r} is not an education code 1–4")
-    loan_type = _require(pot_doc, "mortgage_loan_type", at)
-    if loan_type not in LOAN_TYPES:
-        raise RulesError(f"{at}.mortgage_loan_type: unknown loan type {loan_type!r}")
-    potential = PotentialRules(
-        tier(pot_doc, "max_tier", at), education,
-        _decimal(_require(pot_doc, "min_monthly_income_cny", at), f"{at}.min_monthly_income_cny"),
-        _codes(_require(pot_doc, "occupations", at), OCCUPATIONS, f"{at}.occupations", "occupation"),
-        loan_type,
-        _count(_require(pot_doc, "mortgage_max_dpd", at), f"{at}.mortgage_max_dpd"),
-    )
-
-    at = f"{where}: customer_class"
-    class_doc = _require(doc, "customer_class", where)
-    a_doc, b_doc = _require(class_doc, "A", at), _require(class_doc, "B", at)
-    customer_class = CustomerClassRules(
-        tier(a_doc, "min_tier", f"{at}.A"),
-        _codes(_require(a_doc, "credit_grades", f"{at}.A"), CREDIT_GRADES, f"{at}.A.credit_grades", "credit grade"),
-        tier(b_doc, "min_tier", f"{at}.B"),
-        _codes(_require(b_doc, "excluded_credit_grades", f"{at}.B"), CREDIT_GRADES, f"{at}.B.excluded_credit_grades",
-               "credit grade"),
-    )
-
-    at = f"{where}: churn"
-    churn_doc = _require(doc, "churn", where)
-    share = _decimal(_require(churn_doc, "aum_decline_share", at), f"{at}.aum_decline_share")
-    if not 0 < share <= 1:
-        raise RulesError(f"{at}.aum_decline_share must be a share above 0 and at most 1")
-    churn = ChurnRules(
-        tier(churn_doc, "min_tier", at), share,
-        _count(_require(churn_doc, "decline_months_back", at), f"{at}.decline_months_back", 1),
-        _count(_require(churn_doc, "inactive_after_days", at), f"{at}.inactive_after_days"),
-    )
+    potential = section(PotentialRules, "potential",
+                        {"mortgage_loan_type": _require(pot_doc, "mortgage_loan_type", f"{where}: potential")})
+    customer_class = section(CustomerClassRules, "customer_class")
+    churn = section(ChurnRules, "churn")
 
     at = f"{where}: service_strategies"
     strat_doc = _require(doc, "service_strategies", where)

@@ -364,3 +364,39 @@ def test_every_section_seed_is_typed_and_tested_from_its_dataclass(tmp_path: Pat
 
     with pytest.raises(TypeError, match="declare its SQL type"):
         section_columns(Undeclared)
+
+
+def _set_at(doc: dict, path: list[str], value) -> None:
+    for part in path[:-1]:
+        doc = doc[part]
+    doc[path[-1]] = value
+
+
+INVALID_BY_KIND = {"count": -1, "decimal": "lots", "tier": "NOSUCH", "codes": ["NOSUCH"]}
+
+
+@pytest.mark.parametrize("seed", [name for name in SECTION_SEEDS if name not in ("rule_release", "rule_masking")])
+def test_each_declared_field_is_validated_by_its_kind_and_named_with_its_line(tmp_path: Path, seed: str) -> None:
+    """The section dataclass drives validation too: every field it declares is checked by its kind, and the
+    refusal names the field's path in the file and its line (as `tiering backtest` and preflight show it)."""
+    import dataclasses
+
+    from flows.lib.rules_lines import check_candidate, line_map
+
+    section_type, section_name = SECTION_SEEDS[seed][0], seed.removeprefix("rule_")
+    declared = [f for f in dataclasses.fields(section_type) if f.metadata["kind"] in INVALID_BY_KIND]
+    assert declared
+    for item in declared:
+        doc = yaml.safe_load(DEFAULT_RULES.read_text(encoding="utf-8"))
+        path = [section_name, *(item.metadata["yaml"] or item.name).split(".")]
+        _set_at(doc, path, INVALID_BY_KIND[item.metadata["kind"]])
+        candidate = tmp_path / f"{item.name}.yml"
+        text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+        candidate.write_text(text, encoding="utf-8")
+        with pytest.raises(RulesError) as refused:
+            check_candidate(candidate)
+        dotted = ".".join(path)
+        # A bad list item is named with its own line.
+        named = f"{dotted}[0]" if item.metadata["kind"] == "codes" else dotted
+        assert f"line {line_map(text)[named]}:" in str(refused.value), (item.name, str(refused.value))
+        assert dotted.split(".", 1)[1] in str(refused.value), (item.name, str(refused.value))
