@@ -570,8 +570,7 @@ def seed_properties() -> dict:
             "name": name,
             "description": f"Generated from the rules file ({section.__name__}): one row, one typed column per rule.",
             "config": {"column_types": columns},
-            "data_tests": ["exactly_one_row"],
-            "columns": [{"name": column, "data_tests": ["not_null"]} for column in columns],
+            "data_tests": [{"exactly_one_complete_row": {"arguments": {"column_names": list(columns)}}}],
         })
     return {"version": 2, "seeds": seeds}
 

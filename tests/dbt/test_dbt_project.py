@@ -243,3 +243,22 @@ def test_missing_balance_date_fails_naming_it(month_build, tmp_path):
     with pytest.raises(DbtBuildError) as info:
         result.raise_on_failure()
     assert "2024-02-17" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_incomplete_rules_section_fails_the_build(month_build, tmp_path):
+    """A section seed with an empty rule fails its completeness test: no rule silently reads as NULL."""
+    settings, _, _ = month_build
+    copy = Settings(warehouse=tmp_path / "warehouse")
+    copy.warehouse.mkdir()
+    shutil.copy(settings.working_db, copy.working_db)
+    seed = settings.dbt_project_dir / "seeds" / "rule_churn.csv"
+    complete = seed.read_text(encoding="utf-8")
+    header, row = complete.splitlines()
+    assert header.startswith("min_tier,")
+    seed.write_text(f"{header}\n,{row.split(',', 1)[1]}\n", encoding="utf-8")
+    try:
+        result = run_dbt(dbt_args(["build", "--select", "rule_churn"], tmp_path), copy)
+    finally:
+        seed.write_text(complete, encoding="utf-8")
+    assert not result.success
+    assert "exactly_one_complete_row_rule_churn" in result.error_message()

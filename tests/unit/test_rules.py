@@ -351,8 +351,7 @@ def test_every_section_seed_is_typed_and_tested_from_its_dataclass(tmp_path: Pat
         section = SECTION_SEEDS[prop["name"]][0]
         scalar = [f.name for f in dataclasses.fields(section) if not f.type.startswith("dict")]
         assert list(prop["config"]["column_types"]) == scalar == list(section_columns(section))
-        assert prop["data_tests"] == ["exactly_one_row"]
-        assert all(c["data_tests"] == ["not_null"] for c in prop["columns"])
+        assert prop["data_tests"] == [{"exactly_one_complete_row": {"arguments": {"column_names": scalar}}}]
         (row,) = _read_csv(tmp_path / f"{prop['name']}.csv")
         assert list(row) == scalar and all(value != "" for value in row.values())
     # Money and shares are typed DECIMAL; a field without a declared SQL type cannot be rendered.
