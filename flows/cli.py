@@ -366,8 +366,7 @@ def _explain(args) -> int:
     from flows.settings import Settings
 
     settings = Settings.from_env(warehouse=args.warehouse)
-    explanation = explain_customer(settings.warehouse, args.cust_id, args.as_of, settings.rules_path,
-                                   include_aml=args.aml)
+    explanation = explain_customer(settings, args.cust_id, args.as_of, include_aml=args.aml)
     print(to_json(explanation) if args.json else render_text(explanation))
     return 0
 
@@ -413,7 +412,7 @@ def _backtest(args) -> int:
     console = _console()
     # The whole back-test: it reads the raw files a forced re-delivery could replace.
     with _holding(settings.warehouse, args.wait):
-        result = run_backtest(args.rules, args.as_of, settings.warehouse, args.out,
+        result = run_backtest(args.rules, args.as_of, settings, args.out,
                               keep_scratch=args.keep_scratch, log=lambda message: console.print(message, style="dim"))
     render_terminal(result, console)
     return 0
@@ -431,10 +430,9 @@ def _rollback(args) -> int:
     from flows.lib.rollback import rollback_release
 
     with _holding(settings.warehouse, args.wait):
-        result = rollback_release(settings.warehouse, args.to, version, force=args.force,
-                                  duckdb_config=settings.duckdb_config())
+        result = rollback_release(settings, args.to, version, force=args.force)
         print(result.summary)
-        url = os.environ.get("TIERING_PUBLISH_POSTGRES")
+        url = settings.publish_postgres
         if url:
             from flows.lib.postgres_publish import publish_to_postgres
 

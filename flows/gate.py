@@ -35,8 +35,7 @@ def gate_flow(warehouse: str, as_of: str, rules: str | None = None) -> GateResul
     """
     settings = Settings.from_env(warehouse=warehouse, rules=rules)
     log = _logger()
-    result = run_gate(settings.working_db, parse_as_of(as_of), load_rules(settings.rules_path),
-                      reports_dir=settings.reports_dir, duckdb_config=settings.duckdb_config())
+    result = run_gate(settings, parse_as_of(as_of), load_rules(settings.rules_path))
     log.info("gate %s for %s: %d expectations, %d blocking failures, %d warnings; report %s",
              result.gate_run_id, f"{result.as_of_month:%Y-%m}", len(result.results),
              len(result.blocking_failures), len(result.warning_failures), result.report_path)

@@ -9,7 +9,7 @@ import logging
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
-from flows.lib.publishing import PublishFailed, PublishRefused, Release, publish_release, restricted_db_path
+from flows.lib.publishing import PublishFailed, PublishRefused, Release, publish_release
 from flows.months import month_runs, parse_as_of
 from flows.settings import Settings
 
@@ -41,9 +41,7 @@ def publish_flow(warehouse: str, as_of: str, gate_run_id: str | None = None,
     if gate_run_id is not None:
         gated.setdefault(month, gate_run_id)
     to_publish = [parse_as_of(m) for m in months] if months else [month]
-    release = publish_release(settings.working_db, settings.published_db, to_publish, gated,
-                              as_of_month=month, restricted_db=restricted_db_path(settings.warehouse),
-                              duckdb_config=settings.duckdb_config())
+    release = publish_release(settings, to_publish, gated, as_of_month=month)
     log = _logger()
     restated_note = (f"; restated {month_runs(release.restated_months)}"
                      if release.restated_months else "")
