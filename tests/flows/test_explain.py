@@ -269,7 +269,7 @@ def test_release_cites_the_current_release_and_the_rows_writer_after_a_republica
         warehouse, "select (select release_id from release_log where as_of_month = ?), m.release_id, m.published_at "
                    "from release_months m where m.table_name = 'customer_segment' and m.as_of_month = ?",
         [as_of, earlier])
-    release = tiering_run(landing=str(landing), as_of=as_of.isoformat(), warehouse=str(warehouse))
+    release = tiering_run(landing=str(landing), as_of=as_of, settings=Settings.from_env(warehouse=warehouse))
     assert release.release_id != superseded and release.months_published == [as_of]
     (cust_id,), = _published(warehouse, "select cust_id from customer_segment where as_of_month = ? "
                                         "and cust_type = 'P' order by cust_id limit 1", [earlier])

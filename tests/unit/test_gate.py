@@ -288,7 +288,7 @@ def stored(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]
 
 
 def test_passing_candidate_passes_every_check_and_is_stored(warehouse: Path) -> None:
-    result = gate_flow.fn(str(warehouse), "2026-10-31")
+    result = gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
     failed = {r.full_name: (r.observed_value, r.details) for r in result.results if not r.success}
     assert failed == {}
     assert result.success and result.blocking_failures == [] and len(result.results) > 40
@@ -382,7 +382,7 @@ def test_each_blocking_expectation_fails_its_candidate(warehouse: Path, case: st
     statements, expectation = FAILURES[case]
     mutate(warehouse, *statements)
     with pytest.raises(GateFailed) as failed:
-        gate_flow.fn(str(warehouse), "2026-10-31")
+        gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
     message = str(failed.value)
     assert "\n" not in message and expectation in message
     table, name = expectation.split(".")
@@ -420,7 +420,7 @@ def test_pii_failure_details_hold_no_personal_data(warehouse: Path) -> None:
 
 def test_failed_warning_does_not_block(warehouse: Path) -> None:
     mutate(warehouse, "UPDATE main_marts.customer_segment SET effective_from = DATE '2026-10-31'")
-    result = gate_flow.fn(str(warehouse), "2026-10-31")
+    result = gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
     assert result.success
     assert result.warning_failures == ["customer_segment.effective_from_next_month"]
     assert stored(warehouse, "SELECT success FROM gate.run") == [(True,)]
@@ -436,7 +436,7 @@ def test_missing_table_fails_its_checks_without_crashing(warehouse: Path) -> Non
 def test_report_is_self_contained(warehouse: Path) -> None:
     mutate(warehouse, *FAILURES["unknown_tier"][0])
     with pytest.raises(GateFailed):
-        gate_flow.fn(str(warehouse), "2026-10-31")
+        gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
     html = (warehouse / "reports" / "2026-10" / "gate.html").read_text(encoding="utf-8")
     assert "retail_value_tier_in_ladder" in html and "Blocked" in html
     lowered = html.lower()
@@ -491,14 +491,14 @@ def test_drift_moderate_move_warns_only(warehouse: Path) -> None:
     assert not warn.success and found["tier_share_drift_block"].success
     assert "cib_monthly GOLD -0.1000" in warn.observed_value
     assert "cib_monthly PLATINUM 0.1000" in warn.observed_value
-    result = gate_flow.fn(str(warehouse), "2026-10-31")
+    result = gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
     assert result.success and "tier_summary.tier_share_drift_warn" in result.warning_failures
 
 
 def test_drift_big_jump_blocks_naming_the_tier(warehouse: Path) -> None:
     mutate(warehouse, _summary_rows(PREV, BIG))
     with pytest.raises(GateFailed) as failed:
-        gate_flow.fn(str(warehouse), "2026-10-31")
+        gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
     message = str(failed.value)
     assert "tier_summary.tier_share_drift_block" in message and "cib_monthly PLATINUM -0.5000" in message
     assert "\n" not in message
