@@ -38,7 +38,7 @@ def bare_dbt(settings: Settings, month: dt.date) -> float:
 
 def prefect_build(settings: Settings, month: dt.date) -> float:
     started = time.perf_counter()
-    outcome = build_flow(str(settings.warehouse), [f"{month:%Y-%m}"])
+    outcome = build_flow(months=[month], settings=settings)
     assert outcome.months == [month]
     return time.perf_counter() - started
 

@@ -22,7 +22,7 @@ import flows  # noqa: E402,F401  (no-telemetry environment before GX loads)
 from expectations.gate import SUITES  # noqa: E402
 from flows.lib.gate import run_checks  # noqa: E402
 from flows.rules import Rules, load_rules  # noqa: E402
-from flows.settings import DEFAULT_RULES  # noqa: E402
+from flows.settings import DEFAULT_RULES, Settings  # noqa: E402
 
 SCHEMAS = """
 CREATE SCHEMA raw; CREATE SCHEMA audit; CREATE SCHEMA main_marts;
@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     as_of, rules = date.fromisoformat(args.as_of), load_rules(args.rules)
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="bench_gate_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    db = workdir / "tiering.duckdb"
+    settings = Settings.from_env(warehouse=workdir)  # the pipeline's DuckDB settings, as the gate flow runs
+    db = settings.working_db
     db.unlink(missing_ok=True)
     try:
         started = time.perf_counter()
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         total, failed_all = 0.0, []
         for suite in SUITES:
             started = time.perf_counter()
-            results, _ = run_checks(db, as_of, rules, tables=(suite.TABLE,))
+            results, _ = run_checks(settings, as_of, rules, tables=(suite.TABLE,))
             seconds = time.perf_counter() - started
             total += seconds
             failed = [r.full_name for r in results if not r.success]
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {suite.TABLE:<17} {len(results):>3} checks {seconds:7.2f} s"
                   + (f"  FAILED: {', '.join(failed)}" if failed else ""))
         started = time.perf_counter()
-        results, _ = run_checks(db, as_of, rules)
+        results, _ = run_checks(settings, as_of, rules)
         whole = time.perf_counter() - started
         print(f"gate expectations, {len(results)} checks on {args.rows:,} customer_segment rows: "
               f"{whole:.2f} s in one run ({total:.2f} s table by table); {len(failed_all)} failed")

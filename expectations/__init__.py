@@ -16,6 +16,7 @@ from typing import Any, Literal
 from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.metadata_types import FailureSeverity
 
+from flows.months import month_end
 from flows.rules import CORPORATE_RULE_SET, Rules
 
 Severity = Literal["blocking", "warning"]
@@ -104,11 +105,6 @@ def check(table: str, name: str, severity: Severity, expectation: Expectation, d
     expectation.meta = {"gate_check": f"{table}.{name}", "gate_severity": severity}
     expectation.description = description
     return Check(table, name, severity, expectation, description, skip_reason, name_columns)
-
-
-def month_end(day: date) -> date:
-    """The last day of `day`'s month."""
-    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
 # --- SQL literals for UnexpectedRowsExpectation queries (GX runs str.format on them: braces doubled) ---

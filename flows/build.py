@@ -22,7 +22,6 @@ from flows.artifacts import publish_dbt_node_results
 from flows.lib.dbt_runner import DbtBuildError, DbtRunResult, prepare_seeds, run_dbt
 from flows.lib.faults import crash_point
 from flows.lib.month_plan import record_month_build
-from flows.months import parse_as_of
 from flows.rules import load_rules
 from flows.settings import Settings
 
@@ -97,27 +96,27 @@ def dbt_build_month(settings: Settings, month: dt.date, full_refresh: bool) -> D
 
 
 @flow(name="build")
-def build_flow(warehouse: str, months: list[str], rules: str | None = None, full_refresh: bool = False,
-               inputs_loaded_at: dict[str, str | None] | None = None) -> BuildResult:
-    """Build the given months in order (the first with `--full-refresh` when asked); raise DbtBuildError
-    naming the first failing node. `inputs_loaded_at` (from the month plan) is recorded with each build."""
+def build_flow(months: list[dt.date], settings: Settings | None = None, full_refresh: bool = False,
+               inputs_loaded_at: dict[dt.date, dt.datetime | None] | None = None) -> BuildResult:
+    """Build the given months (their last days) in order (the first with `--full-refresh` when asked) in
+    `settings`' warehouse with its rules (default: Settings.from_env(), for a direct call); raise
+    DbtBuildError naming the first failing node. `inputs_loaded_at` (from the month plan) is recorded with
+    each build."""
     logger = get_run_logger()
-    settings = Settings.from_env(warehouse=warehouse, rules=rules)
+    settings = settings or Settings.from_env()
     seeds = prepare_seeds_task(settings)
     logger.debug("rule seeds written: %s", ", ".join(seeds))
     rules_version = load_rules(settings.rules_path).version
     _refresh_raw_views(settings)
     outcome = BuildResult()
-    for index, text in enumerate(months):
-        month = parse_as_of(text)
+    for index, month in enumerate(months):
         started = time.perf_counter()
         result = dbt_build_month(settings, month, full_refresh and index == 0)
         if not result.success:
             logger.error(result.error_message())
             raise DbtBuildError(result.error_message())
-        loaded = (inputs_loaded_at or {}).get(text)
-        record_month_build(settings.working_db, month, dt.datetime.fromisoformat(loaded) if loaded else None,
-                           rules_version, settings.rules_path, full_refresh, dt.datetime.now())
+        record_month_build(settings.working_db, month, (inputs_loaded_at or {}).get(month), rules_version,
+                           settings.rules_path, full_refresh, dt.datetime.now())
         outcome.months.append(month)
         outcome.results[month] = result
         outcome.seconds[month] = time.perf_counter() - started

@@ -17,6 +17,7 @@ import flows  # noqa: F401  (sets the no-telemetry environment before anything e
 from flows import preflight
 from flows.months import complete_months, month_end, parse_as_of, parse_date
 from flows.progress import terminal_progress
+from flows.settings import POSTGRES_ENV, Settings
 from flows.warehouse_lock import WarehouseBusy, warehouse_lock
 
 EXAMPLES = textwrap.dedent("""\
@@ -181,9 +182,7 @@ def _ingest(args) -> int:
 
         _quiet_task_run_logs()
         with terminal_progress(sys.stderr.isatty()):
-            report = ingest_flow(landing=str(args.landing), warehouse=str(settings.warehouse),
-                                 date=args.date.isoformat() if args.date else None, force=args.force,
-                                 wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds)
+            report = ingest_flow(landing=str(args.landing), settings=settings, date=args.date, force=args.force)
     _print_ingest(report)
     return 0
 
@@ -269,20 +268,20 @@ def _print_ingest(report) -> None:
     _console().print(table)
 
 
-def _run_month(landing: Path, as_of: dt.date, warehouse: str | None, rules: Path | None, force: bool,
-               full_refresh: bool = False):
+def _run_month(landing: Path, as_of: dt.date, settings: Settings, force: bool, full_refresh: bool = False):
+    """The parent flow with the command's own as_of date and Settings object (parsed and built once, here)."""
     from flows.pipeline import tiering_run
 
     _quiet_task_run_logs()
     with terminal_progress(sys.stderr.isatty()):
-        return tiering_run(landing=str(landing), as_of=as_of.isoformat(), warehouse=warehouse,
-                           rules=str(rules) if rules else None, force=force, full_refresh=full_refresh)
+        return tiering_run(landing=str(landing), as_of=as_of, settings=settings, force=force,
+                           full_refresh=full_refresh)
 
 
 def _use_postgres(url: str | None) -> None:
     """The URL travels in the environment, never as a flow parameter (Prefect stores and shows those)."""
     if url:
-        os.environ["TIERING_PUBLISH_POSTGRES"] = url
+        os.environ[POSTGRES_ENV] = url
 
 
 def _run(args) -> int:
@@ -294,8 +293,7 @@ def _run(args) -> int:
     timeout = preflight.check_prefect_start_timeout()
     _use_postgres(args.publish_postgres)
     with _holding(settings.warehouse, args.wait), _prefect_api(timeout):
-        _run_month(args.landing, args.as_of, str(settings.warehouse), settings.rules_path, args.force,
-                   args.full_refresh)
+        _run_month(args.landing, args.as_of, settings, args.force, args.full_refresh)
     print_tier_summary(settings.published_db, args.as_of)
     print(f"release report: {settings.reports_dir / f'{args.as_of:%Y-%m}' / 'index.html'}")
     return 0
@@ -348,7 +346,7 @@ def _demo(args) -> int:
         generate(landing, args.customers, args.start, end, seed=args.seed)
         for as_of in complete_months(args.start, end):
             print(f"running month {as_of:%Y-%m}")
-            _run_month(landing, as_of, str(settings.warehouse), None, False)
+            _run_month(landing, as_of, settings, False)
     print_tier_summary(settings.published_db, end)
     print(textwrap.dedent(f"""
         where to look:
@@ -363,18 +361,15 @@ def _demo(args) -> int:
 
 def _explain(args) -> int:
     from flows.lib.explain import explain_customer, render_text, to_json
-    from flows.settings import Settings
 
     settings = Settings.from_env(warehouse=args.warehouse)
-    explanation = explain_customer(settings.warehouse, args.cust_id, args.as_of, settings.rules_path,
-                                   include_aml=args.aml)
+    explanation = explain_customer(settings, args.cust_id, args.as_of, include_aml=args.aml)
     print(to_json(explanation) if args.json else render_text(explanation))
     return 0
 
 
 def _status(args) -> int:
     from flows.lib.status import collect_status, render_status
-    from flows.settings import Settings
 
     status = collect_status(Settings.from_env(warehouse=args.warehouse), args.landing)
     print("\n".join(render_status(status)))
@@ -413,7 +408,7 @@ def _backtest(args) -> int:
     console = _console()
     # The whole back-test: it reads the raw files a forced re-delivery could replace.
     with _holding(settings.warehouse, args.wait):
-        result = run_backtest(args.rules, args.as_of, settings.warehouse, args.out,
+        result = run_backtest(args.rules, args.as_of, settings, args.out,
                               keep_scratch=args.keep_scratch, log=lambda message: console.print(message, style="dim"))
     render_terminal(result, console)
     return 0
@@ -431,10 +426,9 @@ def _rollback(args) -> int:
     from flows.lib.rollback import rollback_release
 
     with _holding(settings.warehouse, args.wait):
-        result = rollback_release(settings.warehouse, args.to, version, force=args.force,
-                                  duckdb_config=settings.duckdb_config())
+        result = rollback_release(settings, args.to, version, force=args.force)
         print(result.summary)
-        url = os.environ.get("TIERING_PUBLISH_POSTGRES")
+        url = settings.publish_postgres
         if url:
             from flows.lib.postgres_publish import publish_to_postgres
 

@@ -5,6 +5,10 @@
 - `tiering-run/monthly`: 06:00 on the 1st, Asia/Shanghai; `as_of` is left empty so the run evaluates the
   month before its scheduled start (flows.pipeline); retries twice, an hour apart, for late month-end files.
 
+Each deployment's flow is the edge of its runs, as the CLI is of a command's: its parameters are plain text
+(shown and editable in the UI), an `as_of` typed there is parsed by flows.months.parse_as_of when Prefect
+validates the parameters, and the one Settings object of the run is built here and handed down.
+
 Both hold the warehouse's global concurrency slot (limit 1) and lock file (flows.warehouse_lock); each deployment
 enqueues a second run of itself instead of starting it. `prefect.yaml` declares the same deployments for
 teams that run workers; tests/unit/test_deployments.py keeps the two in step.
@@ -12,15 +16,18 @@ teams that run workers; tests/unit/test_deployments.py keeps the two in step.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
+from typing import Annotated
 
 from prefect import flow
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
+from pydantic import BeforeValidator
 
 from flows.ingest import ingest_flow
-from flows.months import BANK_TIMEZONE
+from flows.months import BANK_TIMEZONE, parse_as_of
 from flows.pipeline import tiering_run
 from flows.settings import Settings
 from flows.warehouse_lock import warehouse_limit_name, warehouse_slot
@@ -31,6 +38,11 @@ DAILY_INGEST_RETRIES, DAILY_INGEST_RETRY_DELAY_SECONDS = 3, 1800
 MONTHLY_RUN_RETRIES, MONTHLY_RUN_RETRY_DELAY_SECONDS = 2, 3600
 DAILY_DEPLOYMENT, MONTHLY_DEPLOYMENT = "daily", "monthly"
 
+# A month's last day (or YYYY-MM) as a flow parameter: Prefect's parameter validation (pydantic) runs the
+# CLI's parser on what the UI, the API or `prefect deployment run -p` sends, so a bad month fails the run
+# before it starts, with the CLI's one-line message. The schema stays a date (the UI shows a date picker).
+AsOf = Annotated[date, BeforeValidator(parse_as_of)]
+
 
 @flow(name="daily-ingest", retries=DAILY_INGEST_RETRIES, retry_delay_seconds=DAILY_INGEST_RETRY_DELAY_SECONDS)
 def daily_ingest(landing: str, warehouse: str | None = None, force: bool = False):
@@ -38,13 +50,19 @@ def daily_ingest(landing: str, warehouse: str | None = None, force: bool = False
     settings = Settings.from_env(warehouse=warehouse)
     with warehouse_slot(settings.warehouse, "daily-ingest flow"):
         # .fn: the ingest logs and the batch-load-summary artifact belong to this run, not a nested one.
-        return ingest_flow.fn(landing=landing, warehouse=str(settings.warehouse), force=force,
-                              wait_seconds=settings.ok_wait_seconds, poll_seconds=settings.ok_poll_seconds)
+        return ingest_flow.fn(landing=landing, settings=settings, force=force)
 
 
-# The monthly deployment's flow: the monthly run with retries for late month-end files.
-monthly_tiering_run = tiering_run.with_options(retries=MONTHLY_RUN_RETRIES,
-                                               retry_delay_seconds=MONTHLY_RUN_RETRY_DELAY_SECONDS)
+@flow(name="tiering-run", log_prints=True, retries=MONTHLY_RUN_RETRIES,
+      retry_delay_seconds=MONTHLY_RUN_RETRY_DELAY_SECONDS)
+def monthly_tiering_run(landing: str, as_of: AsOf | None = None, warehouse: str | None = None,
+                        rules: str | None = None, force: bool = False, full_refresh: bool = False):
+    """The monthly deployment's flow: `tiering run` with retries for late month-end files. `as_of` empty:
+    the month before the run's scheduled start; `warehouse` and `rules` empty: $TIERING_WAREHOUSE and
+    $TIERING_RULES, then the defaults."""
+    settings = Settings.from_env(warehouse=warehouse, rules=rules)
+    # .fn: this run is the tiering-run (its subflows, slot and scheduled start are this run's), not a parent.
+    return tiering_run.fn(landing=landing, as_of=as_of, settings=settings, force=force, full_refresh=full_refresh)
 
 
 def _one_at_a_time() -> ConcurrencyLimitConfig:
@@ -67,8 +85,5 @@ def build_deployments(landing: Path, settings: Settings) -> list:
         concurrency_limit=_one_at_a_time(), tags=tags, entrypoint_type=EntrypointType.MODULE_PATH,
         description="06:00 on the 1st, Asia/Shanghai: ingest, build, gate, publish and report the "
                     "previous month (as_of empty = last day of the previous month).")
-    # The runner loads the flow from the entrypoint in a fresh process: it must name the object that
-    # carries the retries, not the plain tiering_run that with_options copied.
-    monthly.entrypoint = f"{__name__}.monthly_tiering_run"
     return [daily, monthly]
 

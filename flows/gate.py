@@ -7,13 +7,13 @@ Results go to `gate.run` / `gate.result` in the working database and to
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
 from flows.artifacts import publish_gate_report
 from flows.lib.gate import CheckResult, GateFailed, GateResult, run_gate
-from flows.months import parse_as_of
 from flows.rules import load_rules
 from flows.settings import Settings
 
@@ -28,15 +28,15 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 @flow(name="gate")
-def gate_flow(warehouse: str, as_of: str, rules: str | None = None) -> GateResult:
-    """Run every expectation for month `as_of`, store and render the results.
+def gate_flow(as_of: date, settings: Settings | None = None) -> GateResult:
+    """Run every expectation for month `as_of` (its last day) with `settings`' rules, store and render the
+    results (default settings: Settings.from_env(), for a direct call).
 
     Raises GateFailed (naming them) when a blocking expectation fails.
     """
-    settings = Settings.from_env(warehouse=warehouse, rules=rules)
+    settings = settings or Settings.from_env()
     log = _logger()
-    result = run_gate(settings.working_db, parse_as_of(as_of), load_rules(settings.rules_path),
-                      reports_dir=settings.reports_dir, duckdb_config=settings.duckdb_config())
+    result = run_gate(settings, as_of, load_rules(settings.rules_path))
     log.info("gate %s for %s: %d expectations, %d blocking failures, %d warnings; report %s",
              result.gate_run_id, f"{result.as_of_month:%Y-%m}", len(result.results),
              len(result.blocking_failures), len(result.warning_failures), result.report_path)

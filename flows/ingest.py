@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 
 from flows import progress
 from flows.artifacts import publish_batch_load_summary
-from flows.lib.extracts import BatchResult, IngestError, IngestReport, ingest_batches, parse_date
+from flows.lib.extracts import BatchResult, IngestError, IngestReport, ingest_batches
 from flows.settings import Settings
 
 __all__ = ["IngestError", "ingest_flow"]
@@ -17,22 +18,21 @@ __all__ = ["IngestError", "ingest_flow"]
 @flow(name="ingest")
 def ingest_flow(
     landing: str,
-    warehouse: str,
-    date: str | None = None,
-    through: str | None = None,
+    settings: Settings | None = None,
+    date: dt.date | None = None,
+    through: dt.date | None = None,
     force: bool = False,
-    wait_seconds: float = 60,
-    poll_seconds: float = 5,
 ) -> IngestReport:
     """Load every complete batch of `landing` into the warehouse's raw zone; fail if any did not load.
 
+    `date` picks one batch, `through` the batches up to that day. The warehouse and the bounded wait for
+    late `.ok` files come from `settings` (default: Settings.from_env(), for a direct call).
     Good batches stay loaded even when another fails: each batch is its own commit. Each loaded or failed
     batch is logged as soon as it is done, and reported to the progress sink (batches done of N).
     """
     logger = get_run_logger()
-    warehouse_dir = Path(warehouse)
-    warehouse_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings.from_env(warehouse=warehouse_dir)
+    settings = settings or Settings.from_env()
+    settings.warehouse.mkdir(parents=True, exist_ok=True)
 
     def finished(batch: BatchResult) -> None:
         # Already-loaded batches are re-checked every day: counted in one line at the end, not one each.
@@ -42,11 +42,11 @@ def ingest_flow(
     report = ingest_batches(
         Path(landing),
         settings.working_db,
-        date=parse_date(date),
-        through=parse_date(through),
+        date=date,
+        through=through,
         force=force,
-        wait_seconds=wait_seconds,
-        poll_seconds=poll_seconds,
+        wait_seconds=settings.ok_wait_seconds,
+        poll_seconds=settings.ok_poll_seconds,
         progress=logger.debug,  # per-table timings; the batch lines above are the INFO lines
         batches_done=lambda done, total: progress.report("ingest batches", done, total),
         batch_finished=finished,

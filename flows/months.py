@@ -23,23 +23,30 @@ def previous_month_end(moment: dt.datetime) -> dt.date:
 
 
 def parse_as_of(text: str | dt.date) -> dt.date:
-    """Parse an evaluation month given as its last day (YYYY-MM-DD, or a date) or as YYYY-MM."""
-    if isinstance(text, dt.date):
-        text = text.isoformat()
-    text = text.strip()
-    try:
-        if len(text) == 7:
-            return month_end(dt.date.fromisoformat(text + "-01"))
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"as-of {text!r} is not a date: use the month's last day, e.g. 2026-03-31") from None
+    """The evaluation month a user named, as its last day: `YYYY-MM-DD` (the month's last day) or `YYYY-MM`.
+
+    The one parser of `as_of`, called where the text comes in (the CLI's arguments; the monthly deployment's
+    parameter, flows.deployments.AsOf); flows and functions past that edge take the `date`. A date is checked
+    the same way (it must be a month's last day). Errors are one line.
+    """
+    if isinstance(text, dt.date) and not isinstance(text, dt.datetime):
+        day, text = text, text.isoformat()
+    else:
+        text = str(text).strip()
+        try:
+            if len(text) == 7:
+                return month_end(dt.date.fromisoformat(text + "-01"))
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"as-of {text!r} is not a date: use the month's last day, e.g. 2026-03-31") from None
     if day != month_end(day):
         raise ValueError(f"as-of {text} is not a month's last day: did you mean {month_end(day).isoformat()}?")
     return day
 
 
 def parse_date(text: str) -> dt.date:
-    """Parse YYYY-MM-DD or YYYYMMDD."""
+    """A business day a user named (`--date`, `--start`, `--end`): YYYY-MM-DD or YYYYMMDD, as batch folders
+    are named."""
     text = text.strip()
     try:
         if len(text) == 8 and text.isdigit():

@@ -5,12 +5,13 @@ is set, the same tables to PostgreSQL (one transaction) for BI tools."""
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
-from flows.lib.publishing import PublishFailed, PublishRefused, Release, publish_release, restricted_db_path
-from flows.months import month_runs, parse_as_of
+from flows.lib.publishing import PublishFailed, PublishRefused, Release, publish_release
+from flows.months import month_runs
 from flows.settings import Settings
 
 __all__ = ["PublishFailed", "PublishRefused", "Release", "publish_flow"]
@@ -24,26 +25,23 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 @flow(name="publish")
-def publish_flow(warehouse: str, as_of: str, gate_run_id: str | None = None,
-                 gate_runs: dict[str, str] | None = None, months: list[str] | None = None) -> Release:
-    """Publish the gated months (default: `as_of` alone) as one release named by `as_of`.
+def publish_flow(as_of: date, settings: Settings | None = None, gate_run_id: str | None = None,
+                 gate_runs: dict[date, str] | None = None, months: list[date] | None = None) -> Release:
+    """Publish the gated months (default: `as_of` alone) as one release named by `as_of`, into `settings`'
+    warehouse (default: Settings.from_env(), for a direct call).
 
-    `gate_runs` maps each month (YYYY-MM-DD) to its passing gate run (`gate_run_id` is that of `as_of`);
+    `gate_runs` maps each month (its last day) to its passing gate run (`gate_run_id` is that of `as_of`);
     months the current release already holds are recorded as restated. Raises PublishRefused (no passing
     gate for a month) or PublishFailed (release not built), or PostgresPublishFailed (the DuckDB release
     is out; PostgreSQL keeps its previous release).
     """
-    # The PostgreSQL URL comes from the environment only (TIERING_PUBLISH_POSTGRES), never from a
-    # parameter: Prefect stores and shows flow parameters, and the URL may hold a password.
-    settings = Settings.from_env(warehouse=warehouse)
-    month = parse_as_of(as_of)
-    gated = {parse_as_of(m): run for m, run in (gate_runs or {}).items()}
+    # The PostgreSQL URL comes from the environment only (TIERING_PUBLISH_POSTGRES, Settings.publish_postgres),
+    # never from a parameter: Prefect stores and shows flow parameters, and the URL may hold a password.
+    settings = settings or Settings.from_env()
+    gated = dict(gate_runs or {})
     if gate_run_id is not None:
-        gated.setdefault(month, gate_run_id)
-    to_publish = [parse_as_of(m) for m in months] if months else [month]
-    release = publish_release(settings.working_db, settings.published_db, to_publish, gated,
-                              as_of_month=month, restricted_db=restricted_db_path(settings.warehouse),
-                              duckdb_config=settings.duckdb_config())
+        gated.setdefault(as_of, gate_run_id)
+    release = publish_release(settings, list(months) if months else [as_of], gated, as_of_month=as_of)
     log = _logger()
     restated_note = (f"; restated {month_runs(release.restated_months)}"
                      if release.restated_months else "")

@@ -11,22 +11,23 @@ someone looks. A dbt docs failure alone does not fail it: the page says the docs
 
 from __future__ import annotations
 
+from datetime import date
+
 from prefect import flow, get_run_logger
 
 from flows.artifacts import publish_release_artifacts
-from flows.months import parse_as_of
 from flows.settings import Settings
 
 
 @flow(name="report")
-def report_flow(warehouse: str, as_of: str, gate_run_id: str | None = None):
-    """Write the release report of month `as_of` and publish its artifacts; return the report page."""
+def report_flow(as_of: date, settings: Settings | None = None, gate_run_id: str | None = None):
+    """Write the release report of month `as_of` (its last day) in `settings`' warehouse (default:
+    Settings.from_env(), for a direct call) and publish its artifacts; return the report page."""
     from flows.lib.release_report import write_release_report
 
     logger = get_run_logger()
-    month = parse_as_of(as_of)
-    settings = Settings.from_env(warehouse=warehouse)
-    report = write_release_report(settings, month, gate_run_id)
+    settings = settings or Settings.from_env()
+    report = write_release_report(settings, as_of, gate_run_id)
     logger.info("release report %s (gate page %s, dbt docs %s)", report.path, report.gate_page,
                 report.dbt_docs_page)
     if report.restricted_path:

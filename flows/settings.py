@@ -16,10 +16,27 @@ DEFAULT_MEMORY_LIMIT = "4GB"
 # reference machine's cores: at 1 M customers more parallel heavy nodes only compete for the memory limit.
 DEFAULT_DBT_THREADS = 2
 
+# The warehouse layout (docs/ARCHITECTURE.md, "Warehouse layout"): each name below <warehouse> is given here
+# once; code reaches the paths through Settings' properties (raw_zone and warehouse_lock, which work from a
+# bare warehouse folder, use the names).
+WORKING_DB = "tiering.duckdb"
+PUBLISHED_DB = "published.duckdb"
+RAW_DIR = "raw"
+RELEASES_DIR = "releases"
+EXPORTS_LINK = "exports"
+RESTRICTED_DIR = "restricted"
+RESTRICTED_DB = "aml.duckdb"
+REPORTS_DIR = "reports"
+BACKTESTS_DIR = "backtests"
+LOCK_FILE = ".tiering.lock"
+TEMP_DIR = "tmp"
+POSTGRES_ENV = "TIERING_PUBLISH_POSTGRES"
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Paths of one warehouse and the knobs of a run.
+    """Paths of one warehouse and the knobs of a run: built once where a command or a deployment's run
+    starts, then handed to every flow and function of that run (never rebuilt on the way).
 
     Environment: TIERING_WAREHOUSE (default ./warehouse), TIERING_RULES (default rules/tiering_rules.yml),
     TIERING_OK_WAIT_SECONDS / TIERING_OK_POLL_SECONDS (bounded wait for .ok files),
@@ -27,6 +44,11 @@ class Settings:
     TIERING_DUCKDB_MEMORY_LIMIT / TIERING_DUCKDB_THREADS / TIERING_DUCKDB_TEMP_DIR (every DuckDB connection
     of the pipeline: a month larger than the memory limit spills to the temp folder instead of failing),
     TIERING_DBT_THREADS (dbt nodes run at once).
+
+    A frozen dataclass, not a pydantic model: Prefect validates it as a flow parameter by identity (the
+    subflows get this very object) and stores it as its fields (`dataclasses.asdict`), and the CLI's
+    refusals stay free of a pydantic import. The PostgreSQL URL is therefore no field: it may hold a
+    password, and Prefect stores and shows flow parameters (see `publish_postgres`).
     """
 
     warehouse: Path
@@ -34,11 +56,15 @@ class Settings:
     ok_wait_seconds: float = 60.0
     ok_poll_seconds: float = 5.0
     dbt_project_dir: Path = field(default=DBT_PROJECT_DIR)
-    publish_postgres: str | None = field(default=None, repr=False)  # repr=False: the URL may hold a password
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     duckdb_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     duckdb_temp_dir: Path | None = None  # None: <warehouse>/tmp
     dbt_threads: int = DEFAULT_DBT_THREADS
+
+    def __post_init__(self) -> None:
+        # Every path below is derived from an absolute warehouse: two Settings of one folder are equal, and
+        # release manifests name files relative to it.
+        object.__setattr__(self, "warehouse", Path(self.warehouse).resolve())
 
     @classmethod
     def from_env(cls, warehouse: str | Path | None = None, rules: str | Path | None = None) -> Settings:
@@ -49,7 +75,6 @@ class Settings:
             rules_path=Path(rules or env.get("TIERING_RULES") or DEFAULT_RULES).resolve(),
             ok_wait_seconds=_float(env, "TIERING_OK_WAIT_SECONDS", 60.0),
             ok_poll_seconds=_float(env, "TIERING_OK_POLL_SECONDS", 5.0),
-            publish_postgres=env.get("TIERING_PUBLISH_POSTGRES") or None,
             duckdb_memory_limit=_memory(env, "TIERING_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT),
             duckdb_threads=_positive_int(env, "TIERING_DUCKDB_THREADS", os.cpu_count() or 1),
             duckdb_temp_dir=Path(env["TIERING_DUCKDB_TEMP_DIR"]).resolve() if env.get("TIERING_DUCKDB_TEMP_DIR")
@@ -58,25 +83,78 @@ class Settings:
         )
 
     @property
+    def publish_postgres(self) -> str | None:
+        """The PostgreSQL URL the release is also published to ($TIERING_PUBLISH_POSTGRES, which
+        `--publish-postgres` sets), or None. Read from the environment, never held in the object: Settings
+        travels as a Prefect flow parameter, and the URL may hold a password."""
+        return os.environ.get(POSTGRES_ENV) or None
+
+    # --- the warehouse layout -------------------------------------------------------------------------
+
+    @property
     def working_db(self) -> Path:
-        return self.warehouse / "tiering.duckdb"
+        """Working database: audit, raw views, ingest state, dbt layers, gate results (the pipeline only)."""
+        return self.warehouse / WORKING_DB
 
     @property
     def published_db(self) -> Path:
-        return self.warehouse / "published.duckdb"
+        """Consumer catalog: views over the current release, release_log, release_months."""
+        return self.warehouse / PUBLISHED_DB
+
+    @property
+    def raw_dir(self) -> Path:
+        """The raw zone: raw/cbs_<table>/batch_date=<date>/part-<load_id>.parquet."""
+        return self.warehouse / RAW_DIR
+
+    @property
+    def releases_dir(self) -> Path:
+        """One folder per kept release: releases/<release_id>/<table>/as_of_month=<date>/data.parquet."""
+        return self.warehouse / RELEASES_DIR
 
     @property
     def exports_dir(self) -> Path:
-        return self.warehouse / "exports"
+        """Symlink to the current release folder (relative: releases/<release_id>)."""
+        return self.warehouse / EXPORTS_LINK
+
+    @property
+    def restricted_dir(self) -> Path:
+        """AML staff only (0700): the AML release and the AML pages."""
+        return self.warehouse / RESTRICTED_DIR
+
+    @property
+    def restricted_db(self) -> Path:
+        """The AML release's catalog, restricted/aml.duckdb."""
+        return self.restricted_dir / RESTRICTED_DB
+
+    @property
+    def restricted_releases_dir(self) -> Path:
+        """The AML release folders, restricted/releases/<release_id>/."""
+        return self.restricted_dir / RELEASES_DIR
 
     @property
     def reports_dir(self) -> Path:
-        return self.warehouse / "reports"
+        """reports/<YYYY-MM>/: release report, gate page, dbt docs (nothing about AML)."""
+        return self.warehouse / REPORTS_DIR
+
+    @property
+    def restricted_reports_dir(self) -> Path:
+        """restricted/reports/<YYYY-MM>/: the AML gate results, report and dbt docs."""
+        return self.restricted_dir / REPORTS_DIR
+
+    @property
+    def backtests_dir(self) -> Path:
+        """Default home of back-test reports: backtests/<YYYY-MM>-<timestamp>/."""
+        return self.warehouse / BACKTESTS_DIR
+
+    @property
+    def lock_file(self) -> Path:
+        """The warehouse lock every writer takes (flows.warehouse_lock)."""
+        return self.warehouse / LOCK_FILE
 
     @property
     def temp_dir(self) -> Path:
         """Where DuckDB spills what does not fit in its memory limit."""
-        return self.duckdb_temp_dir or self.warehouse / "tmp"
+        return self.duckdb_temp_dir or self.warehouse / TEMP_DIR
 
     def duckdb_config(self) -> dict[str, str]:
         """`config=` for duckdb.connect: memory limit, threads and spill folder of every pipeline connection."""

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.months import SHANGHAI
+from flows.settings import LOCK_FILE
 
-LOCK_FILE = ".tiering.lock"
 WAIT_POLL_SECONDS = 1.0
 REFUSE_AFTER_TRIES = 5
 

@@ -25,10 +25,12 @@ def published_warehouse(prefect_harness, tmp_path_factory):
 
     from flows.generate import generate
     from flows.pipeline import tiering_run
+    from flows.settings import Settings
 
     root = tmp_path_factory.mktemp("published_warehouse")
     landing, warehouse = root / "landing", root / "warehouse"
     generate(landing, 300, dt.date(2026, 1, 1), dt.date(2026, 3, 31), seed=11)
-    for as_of in ("2026-02-28", "2026-03-31"):
-        tiering_run(landing=str(landing), as_of=as_of, warehouse=str(warehouse))
+    settings = Settings.from_env(warehouse=warehouse)
+    for as_of in (dt.date(2026, 2, 28), dt.date(2026, 3, 31)):
+        tiering_run(landing=str(landing), as_of=as_of, settings=settings)
     return landing, warehouse, dt.date(2026, 3, 31)

@@ -17,7 +17,7 @@ import datetime as dt
 import html
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -97,22 +97,22 @@ class BacktestResult:
     html_path: Path
 
 
-def default_out_dir(warehouse: Path, as_of: dt.date, now: dt.datetime | None = None) -> Path:
+def default_out_dir(settings: Settings, as_of: dt.date, now: dt.datetime | None = None) -> Path:
     stamp = (now or dt.datetime.now()).strftime("%Y%m%dT%H%M%S")
-    return warehouse / "backtests" / f"{as_of:%Y-%m}-{stamp}"
+    return settings.backtests_dir / f"{as_of:%Y-%m}-{stamp}"
 
 
-def run_backtest(candidate: Path, as_of: dt.date, warehouse: Path, out_dir: Path | None = None, *,
+def run_backtest(candidate: Path, as_of: dt.date, settings: Settings, out_dir: Path | None = None, *,
                  keep_scratch: bool = False, invoke: Invoke | None = None,
                  log: Callable[[str], None] = lambda _message: None) -> BacktestResult:
-    """Evaluate `candidate` for the month `as_of` against the published release; write CSV and HTML."""
+    """Evaluate `candidate` for the month `as_of` against the release published in `settings`' warehouse;
+    write CSV and HTML."""
     rules = check_candidate(candidate)  # before any work: an invalid candidate starts nothing
-    settings = Settings(warehouse=Path(warehouse).resolve())
     current_version = _published_month(settings.published_db, as_of)
     if not settings.working_db.exists():
         raise BacktestError(f"no working database at {settings.working_db}")
     _check_unlocked(settings.working_db)
-    out_dir = Path(out_dir) if out_dir else default_out_dir(settings.warehouse, as_of)
+    out_dir = Path(out_dir) if out_dir else default_out_dir(settings, as_of)
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = out_dir / "scratch"
     try:
@@ -158,7 +158,8 @@ def _prepare_scratch(settings: Settings, rules: Rules, scratch: Path, log) -> Se
     from flows.rules import write_seeds
 
     scratch.mkdir(parents=True, exist_ok=True)
-    copy = Settings(warehouse=scratch, rules_path=rules.path, dbt_project_dir=scratch / "dbt_project")
+    # The scratch warehouse is another warehouse: its own paths, the run's DuckDB and dbt knobs.
+    copy = replace(settings, warehouse=scratch, rules_path=rules.path, dbt_project_dir=scratch / "dbt_project")
     log(f"reading the raw zone of {settings.warehouse} from {copy.working_db}")
     # A shared (read-only) lock while the batch log is read: no pipeline commits a batch meanwhile.
     con = _check_unlocked(settings.working_db, keep=True)

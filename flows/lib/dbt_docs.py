@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.lib.dbt_runner import Invoke, run_dbt
-from flows.lib.gate_report import REPORTS_DIR, write_restricted_text
+from flows.lib.gate_report import write_restricted_text
 from flows.lib.publishing import AML_TABLES
 from flows.months import month_end
 from flows.settings import Settings
@@ -196,7 +196,7 @@ def write_dbt_docs(settings: Settings, as_of_month: date, invoke: Invoke | None 
         lineage = aml | _ancestors(aml, manifest.get("parent_map") or {})
         restricted_html, _ = offline_page(static_page(
             index_html, *docs_subset(manifest, catalog, lambda uid: uid in lineage)))
-        restricted = write_restricted_text(settings.warehouse, Path(REPORTS_DIR) / f"{as_of:%Y-%m}" / DBT_DOCS_PAGE,
+        restricted = write_restricted_text(settings, settings.restricted_reports_dir / f"{as_of:%Y-%m}" / DBT_DOCS_PAGE,
                                            restricted_html)
     seconds = time.perf_counter() - started
     log.info("dbt docs for %s: %s, AML part %s (%.1f s)", f"{as_of:%Y-%m}", page, restricted, seconds)

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from flows.months import SHANGHAI
+from flows.settings import Settings
 
 CENT = Decimal("0.01")
 SHOWN_PLACES = Decimal("0.0000000001")
@@ -93,14 +94,14 @@ class Explanation:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def explain_customer(warehouse: Path, cust_id: str, as_of: dt.date | None = None,
-                     rules_path: Path | None = None, include_aml: bool = False) -> Explanation:
+def explain_customer(settings: Settings, cust_id: str, as_of: dt.date | None = None,
+                     include_aml: bool = False) -> Explanation:
     """Explain `cust_id`'s result of month `as_of` (default: the latest published month).
 
     AML risk is confidential: it is read (from restricted/aml.duckdb) only with `include_aml`, and only
     by a user the file's permissions let in.
     """
-    published_db, working_db = Path(warehouse) / "published.duckdb", Path(warehouse) / "tiering.duckdb"
+    published_db, working_db = settings.published_db, settings.working_db
     if not published_db.exists():
         raise ExplainError(f"no published database at {published_db}")
     with duckdb.connect(str(published_db), read_only=True) as pub:
@@ -142,13 +143,13 @@ def explain_customer(warehouse: Path, cust_id: str, as_of: dt.date | None = None
     except _NoEvidence as exc:
         notes.append(str(exc))
     if ladder_rows is None or corporate_rows is None:
-        rule_ladder, rule_corporate = _ladders_from_rules_file(rules_path)
+        rule_ladder, rule_corporate = _ladders_from_rules_file(settings.rules_path)
         ladder_rows = ladder_rows if ladder_rows is not None else rule_ladder
         corporate_rows = corporate_rows if corporate_rows is not None else rule_corporate
     explanation = _assemble(row, month, release, rule_sets, history, classes, evidence, ladder_rows,
                             corporate_rows, notes)
     if include_aml:
-        explanation.aml = _read_aml(Path(warehouse) / "restricted" / "aml.duckdb", cust_id, month)
+        explanation.aml = _read_aml(settings.restricted_db, cust_id, month)
     return explanation
 
 

@@ -262,19 +262,6 @@ def control_file_name(table: str, batch_date: dt.date) -> str:
     return f"CBS_{table}_{date_tag(batch_date)}.ok"
 
 
-def parse_date(value: str | dt.date | None) -> dt.date | None:
-    """Accept a date, `YYYYMMDD` or `YYYY-MM-DD`; None stays None."""
-    if value is None or isinstance(value, dt.date):
-        return value
-    text = value.strip()
-    for fmt in ("%Y%m%d", "%Y-%m-%d"):
-        try:
-            return dt.datetime.strptime(text, fmt).date()
-        except ValueError:
-            pass
-    raise ValueError(f"not a date (YYYYMMDD or YYYY-MM-DD): {value!r}")
-
-
 def discover_batches(landing: Path, through: dt.date | None = None) -> list[dt.date]:
     """Batch dates of the `<YYYYMMDD>` folders under landing, in date order, up to `through` if given."""
     dates = []

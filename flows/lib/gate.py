@@ -23,8 +23,9 @@ from expectations import Check, GateParams
 from expectations.gate import SUITES, build_checks, reference_queries
 from flows.lib.faults import crash_point
 from flows.lib.gx_duckdb import duckdb_gx
-from flows.months import SHANGHAI, parse_as_of
+from flows.months import SHANGHAI
 from flows.rules import Rules
+from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +199,14 @@ def last_release_month(published_db: Path) -> date | None:
     return row[0] if row else None
 
 
-def run_checks(working_db: Path, as_of: date, rules: Rules, tables: tuple[str, ...] | None = None,
-               published_db: Path | None = None,
-               duckdb_config: dict[str, str] | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
-    """Validate the month's marts/audit rows with every check (or those of `tables`); return results and
-    reference figures. `published_db` (default: next to the working database) gives the last release's
+def run_checks(settings: Settings, as_of: date, rules: Rules,
+               tables: tuple[str, ...] | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
+    """Validate the month's marts/audit rows of the working database with every check (or those of
+    `tables`); return results and reference figures. The published database gives the last release's
     month to the drift check."""
     results: dict[str, CheckResult] = {}
-    published_db = Path(published_db) if published_db else Path(working_db).with_name("published.duckdb")
-    released = last_release_month(published_db)
-    with duckdb_gx(working_db, read_only=True, config=duckdb_config) as session:
+    released = last_release_month(settings.published_db)
+    with duckdb_gx(settings.working_db, read_only=True, config=settings.duckdb_config()) as session:
         params = GateParams(as_of=as_of, rules=rules, last_release_month=released)
         reference, errors = _reference(session.engine(), reference_queries(params))
         params = replace(params, reference=reference, reference_errors=errors)
@@ -275,24 +274,22 @@ def store_gate_run(working_db: Path, result: GateResult) -> None:
         con.close()
 
 
-def run_gate(working_db: Path, as_of: str | date, rules: Rules,
-             reports_dir: Path | None = None, duckdb_config: dict[str, str] | None = None) -> GateResult:
-    """Run every check for the month, store the results, render the report; never raises on failed checks."""
+def run_gate(settings: Settings, month: date, rules: Rules) -> GateResult:
+    """Run every check for `month` (its last day), store the results in the working database, render the
+    report; never raises on failed checks."""
     from flows.lib.gate_report import write_gate_report
 
-    working_db = Path(working_db)
+    working_db = settings.working_db
     if not working_db.exists():
         raise FileNotFoundError(f"working database not found: {working_db}")
-    month = parse_as_of(as_of)
     started = now_local()
-    results, reference = run_checks(working_db, month, rules, duckdb_config=duckdb_config)
+    results, reference = run_checks(settings, month, rules)
     result = GateResult(
         gate_run_id=str(uuid.uuid4()), as_of_month=month, started_at=started, finished_at=now_local(),
         rules_version=rules.version, results=results, reference=reference)
     crash_point("gate:before-store")
     store_gate_run(working_db, result)
-    if reports_dir is not None:
-        result.report_path = write_gate_report(result, reports_dir)
+    result.report_path = write_gate_report(result, settings)
     log.info("gate %s for %s: %s (%d blocking, %d warning failures)", result.gate_run_id, f"{month:%Y-%m}",
              "passed" if result.success else "FAILED", len(result.blocking_failures),
              len(result.warning_failures))

@@ -22,13 +22,12 @@ from typing import Any, TypeVar
 
 from flows.lib.publishing import (
     AML_TABLES,
-    RESTRICTED_DIR,
     RESTRICTED_FILE_MODE,
     _prepare_restricted_dir,
 )
+from flows.settings import Settings
 
 GATE_PAGE = "gate.html"
-REPORTS_DIR = "reports"
 # The general pages' only word on AML: no name, no number.
 AML_NOTE = "AML results: restricted report (AML staff only)"
 # The reference figure listing the candidate's columns as `table.column` (expectations/classifications.py).
@@ -54,19 +53,13 @@ def split_aml(items: Iterable[T], table: Callable[[T], Any] = lambda item: item.
     return general, aml
 
 
-def restricted_reports_dir(warehouse: Path) -> Path:
-    """`<warehouse>/restricted/reports`: the AML staff's pages, next to `restricted/aml.duckdb`."""
-    return Path(warehouse) / RESTRICTED_DIR / REPORTS_DIR
-
-
-def write_restricted_text(warehouse: Path, relative: Path | str, text: str) -> Path:
-    """Write `<warehouse>/restricted/<relative>` atomically, its folders 0700 and the file 0600.
+def write_restricted_text(settings: Settings, path: Path, text: str) -> Path:
+    """Write `path`, a file under `settings.restricted_dir`, atomically, its folders 0700 and the file 0600.
 
     Every folder from `restricted/` down is created (or put back) 0700 before anything is written, so the
     file is never readable by others, not even before its own mode is set.
     """
-    root = Path(warehouse) / RESTRICTED_DIR
-    path = root / relative
+    root = settings.restricted_dir
     folder = root
     _prepare_restricted_dir(folder)
     for part in path.parent.relative_to(root).parts:
@@ -197,18 +190,17 @@ def render_gate_report(result: Any, restricted: bool = False) -> str:
 """
 
 
-def write_gate_report(result: Any, reports_dir: Path, warehouse: Path | None = None) -> Path:
-    """Write `<reports_dir>/<YYYY-MM>/gate.html` atomically (tmp file, then os.replace) without the AML
-    expectations, and, when the run has AML results, `<warehouse>/restricted/reports/<YYYY-MM>/gate.html`
-    with them (0700 folders, 0600 file). `warehouse` defaults to the folder holding `reports_dir`."""
+def write_gate_report(result: Any, settings: Settings) -> Path:
+    """Write `<reports>/<YYYY-MM>/gate.html` atomically (tmp file, then os.replace) without the AML
+    expectations, and, when the run has AML results, `<restricted reports>/<YYYY-MM>/gate.html` with them
+    (0700 folders, 0600 file)."""
     month = f"{result.as_of_month:%Y-%m}"
-    target = Path(reports_dir) / month / GATE_PAGE
+    target = settings.reports_dir / month / GATE_PAGE
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".html.tmp")
     tmp.write_text(render_gate_report(result), encoding="utf-8")
     os.replace(tmp, target)
     if split_aml(result.results)[1]:
-        warehouse = Path(warehouse) if warehouse is not None else Path(reports_dir).parent
-        write_restricted_text(warehouse, Path(REPORTS_DIR) / month / GATE_PAGE,
+        write_restricted_text(settings, settings.restricted_reports_dir / month / GATE_PAGE,
                               render_gate_report(result, restricted=True))
     return target

@@ -11,7 +11,6 @@ re-gates and re-publishes it.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import hashlib
 import uuid
@@ -84,10 +83,6 @@ class MonthPlan:
         if self.rules_changed:
             return f"building {names} (the rules file changed since {self.as_of:%Y-%m} was built)"
         return f"building {names}"
-
-
-def month_end(day: dt.date) -> dt.date:
-    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
 def rules_sha256(rules_path: Path) -> str:

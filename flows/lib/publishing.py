@@ -42,6 +42,7 @@ import duckdb
 
 from flows.lib.faults import crash_point
 from flows.months import SHANGHAI
+from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,7 @@ ROW_ORDER = {
     "aml_customer_risk": "cust_id",
     "aml_trigger_transactions": "cust_id, trigger, txn_id",
 }
-RELEASES_DIR = "releases"
-EXPORTS_LINK = "exports"
 DATA_FILE = "data.parquet"
-RESTRICTED_DIR = "restricted"
-RESTRICTED_DB = "aml.duckdb"
 RESTRICTED_DIR_MODE = 0o700
 RESTRICTED_FILE_MODE = 0o600
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
@@ -122,11 +119,6 @@ class Release:
     # The restricted AML release (None when the working database has no AML marts).
     restricted_db: Path | None = None
     restricted_row_counts: dict[str, int] = field(default_factory=dict)
-
-
-def restricted_db_path(warehouse: Path) -> Path:
-    """`<warehouse>/restricted/aml.duckdb`: the AML release, readable by AML staff only."""
-    return Path(warehouse) / RESTRICTED_DIR / RESTRICTED_DB
 
 
 def _sql_path(path: Path) -> str:
@@ -393,12 +385,17 @@ def _remove(*paths: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _swap_exports_link(warehouse: Path, release_id: str) -> Path:
-    """Point `<warehouse>/exports` at the release folder (relative, so a moved warehouse keeps it)."""
-    link = warehouse / EXPORTS_LINK
-    tmp = warehouse / f".{EXPORTS_LINK}.tmp"
+def exports_target(settings: Settings, release_id: str) -> Path:
+    """What the `exports` link holds: the release folder, relative to the link (a moved warehouse keeps it)."""
+    return Path(os.path.relpath(settings.releases_dir / release_id, settings.exports_dir.parent))
+
+
+def _swap_exports_link(settings: Settings, release_id: str) -> Path:
+    """Point `<warehouse>/exports` at the release folder."""
+    link = settings.exports_dir
+    tmp = link.with_name(f".{link.name}.tmp")
     _remove(tmp)
-    os.symlink(Path(RELEASES_DIR) / release_id, tmp)
+    os.symlink(exports_target(settings, release_id), tmp)
     if link.exists() and not link.is_symlink():
         shutil.rmtree(link)  # the single-file exports of an older version
     os.replace(tmp, link)
@@ -436,29 +433,27 @@ def _restrict_tree_modes(releases: Path) -> None:
         os.chmod(folder, RESTRICTED_DIR_MODE)
 
 
-def publish_release(working_db: Path, published_db: Path, months: list[date], gate_runs: dict[date, str],
-                    as_of_month: date | None = None, restricted_db: Path | None = None,
-                    duckdb_config: dict[str, str] | None = None) -> Release:
-    """Publish the working marts' `months` as a new release, if each month's gate run passed.
+def publish_release(settings: Settings, months: list[date], gate_runs: dict[date, str],
+                    as_of_month: date | None = None) -> Release:
+    """Publish the working marts' `months` of `settings.working_db` as a new release of `settings.published_db`,
+    if each month's gate run passed.
 
     `as_of_month` (default: the last of `months`) names the release; the months among `months` that the
     current release already holds are recorded as restated. The AML marts, when the working database has
-    them, go to `restricted_db` (default `<warehouse>/restricted/aml.duckdb`) in the same step: both or neither.
+    them, go to `settings.restricted_db` (restricted/aml.duckdb) in the same step: both or neither.
     """
-    working_db, published_db = Path(working_db), Path(published_db)
-    warehouse = published_db.parent.resolve()
+    working_db, published_db, restricted_db = settings.working_db, settings.published_db, settings.restricted_db
+    warehouse, duckdb_config = settings.warehouse, settings.duckdb_config()
     months = sorted(set(months))
     if not months:
         raise PublishRefused("no month to publish")
     as_of_month = as_of_month or months[-1]
     if as_of_month not in months:
         raise PublishRefused(f"release month {as_of_month:%Y-%m} is not among the months to publish")
-    restricted_db = Path(restricted_db).resolve() if restricted_db else restricted_db_path(warehouse)
     check_gate_runs(working_db, {m: gate_runs.get(m, "") for m in months})
     release_id = str(uuid.uuid4())
     published_at = datetime.now(SHANGHAI).replace(tzinfo=None)
-    releases_dir = warehouse / RELEASES_DIR
-    restricted_releases = restricted_db.parent / RELEASES_DIR
+    releases_dir, restricted_releases = settings.releases_dir, settings.restricted_releases_dir
     tmp_folder = releases_dir / f".tmp-{release_id}"
     restricted_tmp_folder = restricted_releases / f".tmp-{release_id}"
     catalog_tmp = published_db.with_name(published_db.name + ".tmp")
@@ -489,7 +484,7 @@ def publish_release(working_db: Path, published_db: Path, months: list[date], ga
             written = _write_release_folder(con, tmp_folder, releases_dir / release_id, PUBLISHED_TABLES,
                                             months, previous)
             if with_aml:
-                _prepare_restricted_dir(restricted_db.parent)
+                _prepare_restricted_dir(settings.restricted_dir)
                 restricted_releases.mkdir(mode=RESTRICTED_DIR_MODE, exist_ok=True)
                 previous_aml = _read_previous(restricted_db, warehouse)
                 written_aml = _write_release_folder(con, restricted_tmp_folder,
@@ -556,7 +551,7 @@ def publish_release(working_db: Path, published_db: Path, months: list[date], ga
         raise PublishFailed(f"publication of {as_of_month:%Y-%m} failed, {published_db.name} unchanged: "
                             f"{exc}") from exc
     _remove(restricted_backup)
-    link = _swap_exports_link(warehouse, release_id)
+    link = _swap_exports_link(settings, release_id)
     remove_old_releases(releases_dir, keep)
     if with_aml:
         remove_old_releases(restricted_releases, keep)

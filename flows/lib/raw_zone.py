@@ -32,7 +32,8 @@ from pathlib import Path
 
 import duckdb
 
-RAW_DIR = "raw"
+from flows.settings import RAW_DIR
+
 FACT_TABLES = ("BALANCE", "TXN", "FX_RATE")
 SNAPSHOT_TABLES = ("CUSTOMER", "ACCOUNT", "LOAN")
 # Parquet settings of every raw file: zstd keeps a 1 M-customer day small; row groups of DuckDB's vector

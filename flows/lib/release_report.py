@@ -30,12 +30,9 @@ from flows.lib.dbt_docs import DBT_DOCS_PAGE, DbtDocsError, dbt_docs_path, write
 from flows.lib.gate_report import (
     AML_NOTE,
     GATE_PAGE,
-    REPORTS_DIR,
-    restricted_reports_dir,
     split_aml,
     write_restricted_text,
 )
-from flows.lib.publishing import restricted_db_path
 from flows.months import SHANGHAI, month_end
 from flows.rules import CORPORATE_RULE_SET, CREDIT_GRADES, QUADRANTS, RFM_CLASSES
 from flows.settings import Settings
@@ -200,10 +197,10 @@ def split_gate_run(gate: GateRun) -> tuple[GateRun, GateRun]:
     return replace(gate, results=general), replace(gate, results=aml)
 
 
-def read_aml_release(warehouse: Path, as_of_month: date) -> dict[str, Any] | None:
-    """The month's latest row of the restricted AML release_log (None when there is none or it is unreadable:
-    the restricted report then says so, the general report is not held up)."""
-    catalog = restricted_db_path(warehouse)
+def read_aml_release(catalog: Path, as_of_month: date) -> dict[str, Any] | None:
+    """The month's latest row of the restricted AML release_log in `catalog` (restricted/aml.duckdb; None
+    when there is none or it is unreadable: the restricted report then says so, the general report is not
+    held up)."""
     if not catalog.exists():
         return None
     try:
@@ -574,15 +571,15 @@ def write_restricted_report(settings: Settings, data: ReleaseData, gate: GateRun
     """Write `<warehouse>/restricted/reports/<YYYY-MM>/index.html` (0700 folders, 0600 file); None, writing
     nothing, when the month has no AML gate result, AML gate page or AML dbt docs."""
     month = f"{data.release['as_of_month']:%Y-%m}"
-    page_dir = restricted_reports_dir(settings.warehouse) / month
+    page_dir = settings.restricted_reports_dir / month
     gate_page = page_dir / GATE_PAGE
     gate_page = gate_page if gate_page.exists() else None
     has_aml = gate is not None and bool(split_gate_run(gate)[1].results)
     if not has_aml and gate_page is None and dbt_docs_page is None:
         return None
-    html = render_restricted_report(data, gate, read_aml_release(settings.warehouse, data.release["as_of_month"]),
+    html = render_restricted_report(data, gate, read_aml_release(settings.restricted_db, data.release["as_of_month"]),
                                     page_dir, gate_page, dbt_docs_page)
-    path = write_restricted_text(settings.warehouse, Path(REPORTS_DIR) / month / REPORT_PAGE, html)
+    path = write_restricted_text(settings, page_dir / REPORT_PAGE, html)
     log.info("restricted AML report for %s: %s", month, path)
     return path
 
@@ -617,7 +614,7 @@ def write_release_report(settings: Settings, as_of_month: date, gate_run_id: str
     existing = dbt_docs_path(settings.reports_dir, month)
     if docs_page is None and docs_error is None and existing.exists():
         docs_page = existing  # not regenerated this time: link the month's earlier docs
-    existing = restricted_reports_dir(settings.warehouse) / f"{month:%Y-%m}" / DBT_DOCS_PAGE
+    existing = settings.restricted_reports_dir / f"{month:%Y-%m}" / DBT_DOCS_PAGE
     if restricted_docs is None and docs_error is None and existing.exists():
         restricted_docs = existing
     page_dir = settings.reports_dir / f"{month:%Y-%m}"

@@ -39,10 +39,8 @@ from flows.lib.publishing import (
     AML_RELEASE_LOG_DDL,
     AML_TABLES,
     DATA_FILE,
-    EXPORTS_LINK,
     PUBLISHED_TABLES,
     RELEASE_LOG_DDL,
-    RELEASES_DIR,
     RESTRICTED_FILE_MODE,
     PublishFailed,
     PublishRefused,
@@ -53,13 +51,12 @@ from flows.lib.publishing import (
     _restrict_tree_modes,
     _sql_path,
     _Written,
-    restricted_db_path,
+    exports_target,
 )
 from flows.months import SHANGHAI
+from flows.settings import EXPORTS_LINK, PUBLISHED_DB, RELEASES_DIR, Settings
 
 log = logging.getLogger(__name__)
-
-PUBLISHED_DB = "published.duckdb"
 
 
 class RollbackRefused(PublishRefused):
@@ -299,20 +296,18 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def rollback_release(warehouse: Path, release_id: str, active_rules_version: str, *, force: bool = False,
-                     duckdb_config: dict[str, str] | None = None) -> RollbackResult:
-    """Make the kept release `release_id` current again in `<warehouse>/published.duckdb`, the `exports`
+def rollback_release(settings: Settings, release_id: str, active_rules_version: str, *,
+                     force: bool = False) -> RollbackResult:
+    """Make the kept release `release_id` current again in the warehouse's `published.duckdb`, the `exports`
     link and (when it had one) the restricted AML catalog: atomically, audited in release_log.
 
     Raises RollbackRefused (nothing changed: unknown release, already current, files removed, built with a
     rules version other than `active_rules_version` and not `force`) or RollbackFailed (nothing changed:
     the catalog could not be built, verified or swapped in).
     """
-    warehouse = Path(warehouse).resolve()
-    published_db = warehouse / PUBLISHED_DB
-    restricted_db = restricted_db_path(warehouse)
-    releases_dir = warehouse / RELEASES_DIR
-    restricted_releases = restricted_db.parent / RELEASES_DIR
+    warehouse, duckdb_config = settings.warehouse, settings.duckdb_config()
+    published_db, restricted_db = settings.published_db, settings.restricted_db
+    releases_dir, restricted_releases = settings.releases_dir, settings.restricted_releases_dir
     if not published_db.exists():
         raise RollbackRefused(f"nothing is published in {warehouse}: there is no release to roll back to")
     main = _read_catalog(published_db, "the release")
@@ -391,7 +386,8 @@ def rollback_release(warehouse: Path, release_id: str, active_rules_version: str
         raise RollbackFailed(f"rollback to release {release_id} failed, {PUBLISHED_DB} unchanged: "
                              f"{_first_line(exc)}") from exc
 
-    link, link_tmp = warehouse / EXPORTS_LINK, warehouse / f".{EXPORTS_LINK}.tmp"
+    link = settings.exports_dir
+    link_tmp = link.with_name(f".{link.name}.tmp")
     if link.exists() and not link.is_symlink():
         raise RollbackRefused(f"{link} is not a link (a warehouse of an older layout): cannot roll back")
     scratch = [*(p for plan in plans for p in (*plan.leftovers(), plan.backup)), link_tmp]
@@ -401,7 +397,7 @@ def rollback_release(warehouse: Path, release_id: str, active_rules_version: str
     try:
         for plan in plans:
             if plan.what == "AML release":
-                _prepare_restricted_dir(restricted_db.parent)
+                _prepare_restricted_dir(settings.restricted_dir)
             counts[plan.what] = _build(plan, release_id, at,
                                        confidential=AML_TABLES if plan.what == "release" else ())
             if plan.what == "AML release":
@@ -409,7 +405,7 @@ def rollback_release(warehouse: Path, release_id: str, active_rules_version: str
         for plan in plans:
             if plan.leftovers()[1].exists():
                 raise RollbackFailed(f"{plan.leftovers()[1]} left behind: the catalog was not checkpointed")
-        os.symlink(Path(RELEASES_DIR) / release_id, link_tmp)
+        os.symlink(exports_target(settings, release_id), link_tmp)
         # Everything is built and verified: restricted, main, then the exports link. Each old catalog is
         # kept aside (a hard link) until the last swap succeeded, to be put back if one does not.
         for plan in plans:

@@ -58,7 +58,7 @@ def collect_status(settings: Settings, landing: Path | None = None) -> Status:
             loaded_dates = None  # unknown: the batches waiting in landing cannot be told apart
     else:
         status.notes.append(f"no working database yet at {settings.working_db}: nothing ingested")
-    if (settings.warehouse / "raw").is_dir():
+    if settings.raw_dir.is_dir():
         status.raw_bytes = sum(raw_zone.stored_bytes(settings.warehouse).values())
     if landing is not None and loaded_dates is not None:
         status.pending = [d for d in discover_batches(landing) if d not in loaded_dates]

@@ -310,7 +310,7 @@ def test_a_failed_aml_expectation_blocks_the_general_gate_page_without_naming_it
     assert "one_row_per_customer_month" not in restricted
     # write_gate_report: the general page under reports/, the AML one under restricted/ (0700 / 0600).
     warehouse = tmp_path / "warehouse"
-    page = write_gate_report(result, warehouse / "reports")
+    page = write_gate_report(result, Settings(warehouse=warehouse))
     assert page == warehouse / "reports" / "2026-10" / GATE_PAGE and "5642" not in page.read_text("utf-8")
     aml_page = warehouse / "restricted" / "reports" / "2026-10" / GATE_PAGE
     assert "5642" in aml_page.read_text(encoding="utf-8")
@@ -319,7 +319,7 @@ def test_a_failed_aml_expectation_blocks_the_general_gate_page_without_naming_it
     assert _mode(aml_page) == RESTRICTED_FILE_MODE
     # Without AML results nothing is written under restricted/.
     other = dataclasses.replace(result, as_of_month=dt.date(2026, 9, 30), results=result.results[:1])
-    write_gate_report(other, warehouse / "reports")
+    write_gate_report(other, Settings(warehouse=warehouse))
     assert not (warehouse / "restricted" / "reports" / "2026-09").exists()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from flows.lib.publishing import Release, publish_release
+from flows.settings import Settings
 
 # Month ends of 2026 (the tests use the first five, the benchmark up to all twelve).
 MONTHS = tuple((date(2026, m + 1, 1) if m < 12 else date(2027, 1, 1)) - timedelta(days=1) for m in range(1, 13))
@@ -74,8 +75,9 @@ class Releases:
     def __init__(self, root: Path, customers: int = CUSTOMERS):
         self.warehouse = Path(root) / "warehouse"
         self.warehouse.mkdir(parents=True)
-        self.working_db = self.warehouse / "tiering.duckdb"
-        self.published_db = self.warehouse / "published.duckdb"
+        self.settings = Settings(warehouse=self.warehouse)
+        self.working_db = self.settings.working_db
+        self.published_db = self.settings.published_db
         self.customers = customers
         self._gate_runs = 0
         self.working(SCHEMA_SQL)
@@ -104,7 +106,7 @@ class Releases:
             now = datetime.now()
             self.working(f"INSERT INTO gate.run VALUES ('{gate_runs[month]}', DATE '{month.isoformat()}', "
                          f"TIMESTAMP '{now:%Y-%m-%d %H:%M:%S}', TIMESTAMP '{now:%Y-%m-%d %H:%M:%S}', TRUE, 0)")
-        return publish_release(self.working_db, self.published_db, list(months), gate_runs)
+        return publish_release(self.settings, list(months), gate_runs)
 
     def poison(self, table: str, month: date, column: str) -> None:
         """Put a NUL character in one text value of that month: PostgreSQL text cannot hold it."""

@@ -31,6 +31,13 @@ def test_parse_as_of_rejects_a_mid_month_date_and_suggests_the_month_end():
         parse_as_of("March")
 
 
+def test_parse_as_of_checks_a_date_the_same_way():
+    # The deployment's parameter validation hands it a date as often as text (flows.deployments.AsOf).
+    assert parse_as_of(dt.date(2026, 2, 28)) == dt.date(2026, 2, 28)
+    with pytest.raises(ValueError, match=r"^as-of 2026-02-27 is not a month's last day: did you mean 2026-02-28\?$"):
+        parse_as_of(dt.date(2026, 2, 27))
+
+
 def test_dates_and_months():
     assert parse_date("20260105") == parse_date("2026-01-05") == dt.date(2026, 1, 5)
     assert month_end(dt.date(2023, 2, 10)) == dt.date(2023, 2, 28)
