@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.build import PRODUCTION_BUILD, build_flow  # noqa: E402
-from flows.lib.dbt_runner import prepare_seeds, run_dbt  # noqa: E402
+from flows.adapters.dbt_runner import prepare_seeds, run_dbt  # noqa: E402
 from flows.months import parse_as_of  # noqa: E402
 from flows.settings import Settings  # noqa: E402
+from flows.stages.build import PRODUCTION_BUILD, build_flow  # noqa: E402
 
 
 def bare_dbt(settings: Settings, month: dt.date) -> float:

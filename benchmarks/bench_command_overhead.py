@@ -9,7 +9,7 @@ Times, as a person or cron would start them (a fresh process each), on an empty 
 - `ingest, running server`: the same with PREFECT_API_URL pointing at a `prefect server start`;
 - with `--before REV`: `tiering ingest` of that revision (checked out in a temporary worktree, run with
   the same virtualenv), i.e. with Prefect's own temporary server;
-- floors: importing the ingest flow (`python -c "import flows.ingest"`), and the Prefect API server alone
+- floors: importing the ingest flow (`python -c "import flows.stages.ingest"`), and the Prefect API server alone
   from process start to a healthy /api/health.
 
 Median of `--repeat` runs each; the machine should be otherwise idle (2 cores: load changes everything).
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.lib.local_server import start_server  # noqa: E402
+from flows.adapters.local_server import start_server  # noqa: E402
 from tests.support.prefect_server import clean_environ, prefect_server  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def main() -> None:
             "refusal (missing landing)": ([python, "-m", "flows.cli", "run", "--landing", "missing", "--as-of",
                                            "2026-10", "--warehouse", "warehouse"], ROOT, clean_environ(), 2),
             "ingest, temporary server": ([python, *ingest], work, clean_environ(PYTHONPATH=str(ROOT)), 0),
-            "floor: import flows.ingest": ([python, "-c", "import flows.ingest"], ROOT, clean_environ(), 0),
+            "floor: import flows.stages.ingest": ([python, "-c", "import flows.stages.ingest"], ROOT, clean_environ(), 0),
         }
         server = stack.enter_context(prefect_server())
         cases["ingest, running server"] = ([python, *ingest], work,

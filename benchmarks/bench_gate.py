@@ -19,10 +19,10 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the project root
 
 import flows  # noqa: E402,F401  (no-telemetry environment before GX loads)
-from expectations.gate import SUITES  # noqa: E402
-from flows.lib.gate import run_checks  # noqa: E402
+from expectations.suites import SUITES  # noqa: E402
 from flows.rules import Rules, load_rules  # noqa: E402
 from flows.settings import DEFAULT_RULES, Settings  # noqa: E402
+from flows.stages.gate_checks import run_checks  # noqa: E402
 
 SCHEMAS = """
 CREATE SCHEMA raw; CREATE SCHEMA audit; CREATE SCHEMA main_marts;

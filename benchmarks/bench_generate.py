@@ -13,7 +13,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from flows.generate import TABLES, generate
+from flows.commands.generate import TABLES, generate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.lib.extracts import ingest_batches  # noqa: E402
+from flows.stages.extracts import ingest_batches  # noqa: E402
 from tests.support.batches import ok_line, tag  # noqa: E402
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="customers = accounts = balances")
     parser.add_argument("--encoding", choices=("GBK", "UTF-8"), default="GBK")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
-    parser.add_argument("--generator", action="store_true", help="write N customers with flows.generate")
+    parser.add_argument("--generator", action="store_true", help="write N customers with flows.commands.generate")
     args = parser.parse_args(argv)
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_ingest_"))
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_date = dt.date(2026, 1, 31)
         t0 = time.perf_counter()
         if args.generator:
-            from flows.generate import generate
+            from flows.commands.generate import generate
 
             summary = generate(work / "landing", args.rows, batch_date, batch_date, encoding=args.encoding)
             print(f"generated {summary.customers:,} customers' batch in {time.perf_counter() - t0:.1f} s")

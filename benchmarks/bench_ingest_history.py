@@ -28,9 +28,9 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.lib import raw_zone  # noqa: E402
-from flows.lib.extracts import TABLES, ingest_batches  # noqa: E402
 from flows.settings import Settings  # noqa: E402
+from flows.stages import raw_zone  # noqa: E402
+from flows.stages.extracts import TABLES, ingest_batches  # noqa: E402
 
 
 def load_first(landing: Path, warehouse: Path, first: dt.date) -> float:

@@ -44,7 +44,7 @@ import duckdb  # noqa: E402
 import psycopg  # noqa: E402
 
 import flows  # noqa: E402,F401  (no-telemetry environment)
-from flows.lib.postgres_publish import PostgresPublication, publish_to_postgres  # noqa: E402
+from flows.adapters.postgres_publish import PostgresPublication, publish_to_postgres  # noqa: E402
 from tests.support.postgres_server import running_postgres_server  # noqa: E402
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere: the project root
 
 import flows  # noqa: E402,F401  (no-telemetry environment)
-from flows.lib.release_report import write_release_report  # noqa: E402
 from flows.months import parse_as_of  # noqa: E402
+from flows.reports.release_report import write_release_report  # noqa: E402
 from flows.settings import Settings  # noqa: E402
 
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import flows  # noqa: F401  (sets the no-telemetry environment before anything else loads)
-from flows import preflight
+from flows.commands import preflight
 from flows.months import complete_months, month_end, parse_as_of, parse_date
-from flows.progress import terminal_progress
+from flows.reports.progress import terminal_progress
 from flows.settings import POSTGRES_ENV, Settings
 from flows.warehouse_lock import WarehouseBusy, warehouse_lock
 
@@ -155,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
 def _generate(args) -> int:
     from rich.progress import Progress
 
-    from flows.generate import generate
+    from flows.commands.generate import generate
 
     days = (args.end - args.start).days + 1
     with Progress(transient=True) as progress:
@@ -178,7 +178,7 @@ def _ingest(args) -> int:
     preflight.check_warehouse(settings.warehouse)
     timeout = preflight.check_prefect_start_timeout()
     with _holding(settings.warehouse, args.wait), _prefect_api(timeout):
-        from flows.ingest import ingest_flow
+        from flows.stages.ingest import ingest_flow
 
         _quiet_task_run_logs()
         with terminal_progress(sys.stderr.isatty()):
@@ -201,8 +201,8 @@ def _holding(warehouse: Path, wait: bool) -> Iterator[None]:
 @contextlib.contextmanager
 def _prefect_api(start_timeout: float) -> Iterator[None]:
     """A Prefect API for this command's flows: the configured one (PREFECT_API_URL in the environment or the
-    Prefect profile), else a temporary server of our own (flows.lib.local_server) that ends with the command."""
-    from flows.lib.local_server import start_server
+    Prefect profile), else a temporary server of our own (flows.adapters.local_server) that ends with the command."""
+    from flows.adapters.local_server import start_server
 
     configured = os.environ.get("PREFECT_API_URL")
     if configured is None and "prefect" in sys.modules:  # e.g. a test harness's temporary settings
@@ -340,7 +340,7 @@ def _demo(args) -> int:
     for _ in range(args.months - 1):
         end = month_end(end + dt.timedelta(days=1))
     with _holding(settings.warehouse, wait=False), _prefect_api(timeout):
-        from flows.generate import generate
+        from flows.commands.generate import generate
 
         print(f"generating {args.customers} customers, {args.start} … {end} into {landing}")
         generate(landing, args.customers, args.start, end, seed=args.seed)
@@ -360,7 +360,7 @@ def _demo(args) -> int:
 
 
 def _explain(args) -> int:
-    from flows.lib.explain import explain_customer, render_text, to_json
+    from flows.commands.explain import explain_customer, render_text, to_json
 
     settings = Settings.from_env(warehouse=args.warehouse)
     explanation = explain_customer(settings, args.cust_id, args.as_of, include_aml=args.aml)
@@ -369,7 +369,7 @@ def _explain(args) -> int:
 
 
 def _status(args) -> int:
-    from flows.lib.status import collect_status, render_status
+    from flows.commands.status import collect_status, render_status
 
     status = collect_status(Settings.from_env(warehouse=args.warehouse), args.landing)
     print("\n".join(render_status(status)))
@@ -403,7 +403,7 @@ def _backtest(args) -> int:
     settings = preflight.load_settings(args.warehouse)
     preflight.check_rules(args.rules)
     preflight.check_warehouse(settings.warehouse, must_exist=True)
-    from flows.lib.backtest import render_terminal, run_backtest
+    from flows.commands.backtest import render_terminal, run_backtest
 
     console = _console()
     # The whole back-test: it reads the raw files a forced re-delivery could replace.
@@ -423,14 +423,14 @@ def _rollback(args) -> int:
     version = preflight.check_rules(settings.rules_path)
     preflight.check_postgres_url(args.publish_postgres or settings.publish_postgres)
     _use_postgres(args.publish_postgres)
-    from flows.lib.rollback import rollback_release
+    from flows.commands.rollback import rollback_release
 
     with _holding(settings.warehouse, args.wait):
         result = rollback_release(settings, args.to, version, force=args.force)
         print(result.summary)
         url = settings.publish_postgres
         if url:
-            from flows.lib.postgres_publish import publish_to_postgres
+            from flows.adapters.postgres_publish import publish_to_postgres
 
             copy = publish_to_postgres(settings.published_db, url)
             print(f"PostgreSQL {copy.target}, schema {copy.schema}: now release {copy.release_id} ({copy.mode})")

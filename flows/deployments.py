@@ -26,10 +26,10 @@ from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
 from pydantic import BeforeValidator
 
-from flows.ingest import ingest_flow
 from flows.months import BANK_TIMEZONE, parse_as_of
 from flows.pipeline import tiering_run
 from flows.settings import Settings
+from flows.stages.ingest import ingest_flow
 from flows.warehouse_lock import warehouse_limit_name, warehouse_slot
 
 DAILY_INGEST_CRON = "0 2 * * *"

@@ -11,14 +11,14 @@ from datetime import date, datetime
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as runtime_flow_run
 
-from flows.build import build_flow
-from flows.gate import gate_flow
-from flows.ingest import ingest_flow
-from flows.lib.month_plan import plan_months, record_month_publication
 from flows.months import SHANGHAI, previous_month_end
-from flows.publish import publish_flow
-from flows.report import report_flow
 from flows.settings import Settings
+from flows.stages.build import build_flow
+from flows.stages.gate import gate_flow
+from flows.stages.ingest import ingest_flow
+from flows.stages.month_plan import plan_months, record_month_publication
+from flows.stages.publish import publish_flow
+from flows.stages.report import report_flow
 from flows.warehouse_lock import warehouse_slot
 
 

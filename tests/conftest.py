@@ -23,7 +23,7 @@ def published_warehouse(prefect_harness, tmp_path_factory):
     """
     import datetime as dt
 
-    from flows.generate import generate
+    from flows.commands.generate import generate
     from flows.pipeline import tiering_run
     from flows.settings import Settings
 

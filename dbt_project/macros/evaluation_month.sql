@@ -1,6 +1,6 @@
 {#-
     Every build evaluates one month: var as_of, the month's last day (the pipeline sets it; see
-    flows/build.py). Incremental models hold every evaluated month and replace only this one.
+    flows/stages/build.py). Incremental models hold every evaluated month and replace only this one.
 -#}
 
 {#-

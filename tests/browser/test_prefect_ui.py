@@ -29,7 +29,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from flows.generate import generate
+from flows.commands.generate import generate
 from tests.support.prefect_server import PrefectServer, prefect_server
 from tests.support.system_packages import CHROMIUM, CHROMIUM_ARGS, require
 
@@ -40,7 +40,7 @@ MARKER = ".tiering-browser-check"  # only a folder holding this is wiped
 
 AS_OF, MONTH = dt.date(2026, 2, 28), "2026-02"
 STAGES = ("ingest", "build", "gate", "publish", "report")
-# The stage whose run creates each artifact (flows/artifacts.py), so it shows on that run's Artifacts tab.
+# The stage whose run creates each artifact (flows/reports/artifacts.py), so it shows on that run's Artifacts tab.
 ARTIFACT_OWNERS = {
     "batch-load-summary": "ingest",
     "dbt-node-results": "build",

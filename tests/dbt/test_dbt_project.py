@@ -14,11 +14,11 @@ import duckdb
 import pytest
 
 import flows  # noqa: F401  (no-telemetry environment before dbt loads)
-from flows.build import NodeProgress
-from flows.lib.dbt_runner import DbtBuildError, prepare_seeds, run_dbt
-from flows.lib.extracts import ensure_schema
+from flows.adapters.dbt_runner import DbtBuildError, prepare_seeds, run_dbt
 from flows.rules import load_rules
 from flows.settings import Settings
+from flows.stages.build import NodeProgress
+from flows.stages.extracts import ensure_schema
 from tests.support.raw_batches import load_rows, set_batch_status
 
 MONTH_START, AS_OF = dt.date(2024, 2, 1), dt.date(2024, 2, 29)  # a leap February: 29 days

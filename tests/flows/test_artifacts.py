@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.lib.release_report import NEW_CUSTOMER
+from flows.reports.release_report import NEW_CUSTOMER
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_ingest_artifact_counts_every_record_of_every_batch(published_warehouse)
 
 
 def test_gate_artifact_lists_every_general_expectation_and_nothing_of_aml(published_warehouse):
-    from flows.lib.publishing import AML_TABLES
+    from flows.stages.publishing import AML_TABLES
 
     _, warehouse, _ = published_warehouse
     gate_run = runs_of("gate", warehouse)[-1]

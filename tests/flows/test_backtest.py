@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from flows.cli import main
-from flows.lib import backtest as backtest_module
-from flows.lib.backtest import BacktestError, run_backtest
+from flows.commands import backtest as backtest_module
+from flows.commands.backtest import BacktestError, run_backtest
 from flows.rules import RulesError
 from flows.settings import DEFAULT_RULES, Settings
 from tests.support.rules_cases import INVALID, candidate_with
@@ -187,7 +187,7 @@ def test_locked_working_database_is_refused_in_one_line(warehouse, published_war
 
 def test_classification_columns_are_compared_when_both_sides_have_them(tmp_path):
     """Synthetic release and candidate: rfm_class in both, credit_grade only in the candidate."""
-    from flows.lib.backtest import compare
+    from flows.commands.backtest import compare
     from flows.rules import load_rules
 
     as_of = dt.date(2026, 3, 31)

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from flows.cli import main
-from flows.lib.explain import EVIDENCE_UNAVAILABLE, explain_customer, render_text, to_json
+from flows.commands.explain import EVIDENCE_UNAVAILABLE, explain_customer, render_text, to_json
 from flows.rules import load_rules
 from flows.settings import DEFAULT_RULES, Settings
 from tests.integration.reference_model import read_extract
@@ -311,7 +311,7 @@ def test_release_cites_the_current_release_and_the_rows_writer_after_a_republica
     assert sentence in text
 
     # Rolled back to the superseded release: it is the current release again, and the row's writer.
-    from flows.lib.rollback import rollback_release
+    from flows.commands.rollback import rollback_release
 
     rolled = warehouse
     rollback = rollback_release(Settings(warehouse=rolled), superseded, release.rules_version)

@@ -7,9 +7,9 @@ import datetime as dt
 import duckdb
 import pytest
 
-from flows.ingest import ingest_flow
-from flows.lib.extracts import IngestError
 from flows.settings import Settings
+from flows.stages.extracts import IngestError
+from flows.stages.ingest import ingest_flow
 from tests.support.batches import write_batch
 
 D = dt.date(2025, 3, 31)
@@ -41,7 +41,7 @@ def test_flow_loads_good_batches_and_fails_naming_a_bad_one(prefect_harness, tmp
 
 
 def test_flow_reports_batches_done_of_n_and_logs_each_batch_as_it_loads(prefect_harness, tmp_path, caplog):
-    from flows import progress
+    from flows.reports import progress
 
     landing, warehouse = tmp_path / "landing", tmp_path / "warehouse"
     days = [D + dt.timedelta(days=i) for i in range(3)]

@@ -18,11 +18,9 @@ import plotly.offline
 import pytest
 from dbt.task.docs import DOCS_INDEX_FILE_PATH
 
-from flows.lib.dbt_docs import DBT_DOCS_PAGE, MANIFEST_SLOT
-from flows.lib.gate import CheckResult, GateResult
-from flows.lib.gate_report import AML_NOTE, render_gate_report, write_gate_report
-from flows.lib.publishing import AML_TABLES, RESTRICTED_DIR_MODE, RESTRICTED_FILE_MODE
-from flows.lib.release_report import (
+from flows.reports.dbt_docs import DBT_DOCS_PAGE, MANIFEST_SLOT
+from flows.reports.gate_report import AML_NOTE, render_gate_report, write_gate_report
+from flows.reports.release_report import (
     CHARTS,
     GATE_PAGE,
     REPORT_PAGE,
@@ -34,6 +32,8 @@ from flows.lib.release_report import (
     write_release_report,
 )
 from flows.settings import Settings
+from flows.stages.gate_checks import CheckResult, GateResult
+from flows.stages.publishing import AML_TABLES, RESTRICTED_DIR_MODE, RESTRICTED_FILE_MODE
 from tests.support.system_packages import CHROMIUM, CHROMIUM_ARGS, require
 
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")

@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.lib.faults import KILL_AT_ENV
-from flows.lib.publishing import PUBLISHED_TABLES
+from flows.faults import KILL_AT_ENV
+from flows.stages.publishing import PUBLISHED_TABLES
 
 pytestmark = pytest.mark.integration
 AS_OF = "2026-01-31"  # the first month: the uninterrupted run published it in its first release

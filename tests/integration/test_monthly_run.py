@@ -17,10 +17,10 @@ import duckdb
 import pytest
 
 from flows.cli import main
-from flows.generate import generate
-from flows.lib.publishing import PUBLISHED_TABLES
+from flows.commands.generate import generate
 from flows.rules import load_rules
 from flows.settings import DEFAULT_RULES
+from flows.stages.publishing import PUBLISHED_TABLES
 from tests.integration.reference_model import compute
 
 pytestmark = pytest.mark.integration

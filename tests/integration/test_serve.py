@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 
-from flows.generate import generate
+from flows.commands.generate import generate
 from flows.warehouse_lock import warehouse_limit_name
 from tests.support.prefect_server import prefect_server
 

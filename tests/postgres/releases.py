@@ -15,8 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from flows.lib.publishing import Release, publish_release
 from flows.settings import Settings
+from flows.stages.publishing import Release, publish_release
 
 # Month ends of 2026 (the tests use the first five, the benchmark up to all twelve).
 MONTHS = tuple((date(2026, m + 1, 1) if m < 12 else date(2027, 1, 1)) - timedelta(days=1) for m in range(1, 13))

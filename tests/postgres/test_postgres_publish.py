@@ -19,13 +19,13 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from flows.lib.postgres_publish import (
+from flows.adapters.postgres_publish import (
     RELEASE_TABLES,
     PostgresPublishFailed,
     publish_to_postgres,
     redact_url,
 )
-from flows.lib.publishing import PUBLISHED_TABLES
+from flows.stages.publishing import PUBLISHED_TABLES
 from tests.postgres.releases import MONTHS, Releases
 
 pytestmark = pytest.mark.postgres

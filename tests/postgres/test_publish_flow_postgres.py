@@ -28,8 +28,8 @@ def test_publish_flow_also_publishes_to_postgres(published_warehouse, postgres_u
                                                  monkeypatch, prefect_harness):
     import psycopg
 
-    from flows.publish import publish_flow
     from flows.settings import Settings
+    from flows.stages.publish import publish_flow
 
     _, source, as_of = published_warehouse
     warehouse = tmp_path / "warehouse"

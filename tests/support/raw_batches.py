@@ -1,6 +1,6 @@
 """Commit hand-made rows to a warehouse's raw zone as if ingestion had accepted them (for dbt and gate tests).
 
-The rows go through the same commit path as a real batch (flows.lib.raw_zone: Parquet files, change history
+The rows go through the same commit path as a real batch (flows.stages.raw_zone: Parquet files, change history
 for the snapshot tables, audit.batch_log rows as the commit point), without extract files or validation.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import duckdb
 
-from flows.lib import raw_zone
-from flows.lib.extracts import SPECS, TABLES, ensure_schema
+from flows.stages import raw_zone
+from flows.stages.extracts import SPECS, TABLES, ensure_schema
 
 
 def load_rows(working_db: Path, day: dt.date, rows: Mapping[str, Sequence[Mapping[str, object]]]) -> None:

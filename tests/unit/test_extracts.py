@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.lib import extracts, raw_zone
-from flows.lib.extracts import TABLES, IngestReport, decode_lines, ensure_schema, ingest_batches
+from flows.stages import extracts, raw_zone
+from flows.stages.extracts import TABLES, IngestReport, decode_lines, ensure_schema, ingest_batches
 from tests.support.batches import rows_with, sample_rows, write_batch, write_ok
 
 D = dt.date(2025, 3, 31)

@@ -17,11 +17,11 @@ import duckdb
 import pytest
 
 import flows  # noqa: F401  (no-telemetry environment before GX/Prefect load)
-from flows.gate import GateFailed, gate_flow
-from flows.lib import raw_zone
-from flows.lib.gate import run_checks
 from flows.rules import load_rules
 from flows.settings import DEFAULT_RULES, Settings
+from flows.stages import raw_zone
+from flows.stages.gate import GateFailed, gate_flow
+from flows.stages.gate_checks import run_checks
 from tests.support.raw_batches import load_rows, set_batch_status
 
 AS_OF = date(2026, 10, 31)

@@ -1,4 +1,4 @@
-"""flows.generate: format and control files, codes, references, lifecycle, realism, determinism, arguments."""
+"""flows.commands.generate: format and control files, codes, references, lifecycle, realism, determinism, arguments."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.generate import TABLES, GenerateSummary, _Population, generate
+from flows.commands.generate import TABLES, GenerateSummary, _Population, generate
 
 FIELDS = {"CUSTOMER": 16, "ACCOUNT": 7, "BALANCE": 4, "TXN": 9, "LOAN": 10, "FX_RATE": 3}
 CURRENCIES = {"CNY", "USD", "EUR", "HKD", "JPY", "GBP"}

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy
 
 import flows  # noqa: F401  (no-telemetry environment before GX loads)
-from flows.lib import gx_duckdb
-from flows.lib.gx_duckdb import duckdb_gx
+from flows.adapters import gx_duckdb
+from flows.adapters.gx_duckdb import duckdb_gx
 
 BIG = Decimal("1234567890123.45")
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import duckdb
 
-from flows.lib.month_plan import (
+from flows.settings import DEFAULT_RULES
+from flows.stages.month_plan import (
     MONTH_BUILD_DDL,
     MonthPlan,
     _unpublished,
     record_month_build,
     record_month_publication,
 )
-from flows.settings import DEFAULT_RULES
 
 JAN, FEB, MAR = dt.date(2026, 1, 31), dt.date(2026, 2, 28), dt.date(2026, 3, 31)
 

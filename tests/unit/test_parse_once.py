@@ -60,8 +60,8 @@ def test_run_hands_its_own_date_and_settings_to_the_parent_flow(monkeypatch, tmp
 def test_the_parent_flow_passes_the_date_and_its_settings_object_to_every_subflow(monkeypatch, tmp_path: Path):
     """Every subflow gets `as_of` (and the months of the plan) as dates, and the very Settings object."""
     from flows import pipeline
-    from flows.lib.gate import GateResult
-    from flows.lib.publishing import Release
+    from flows.stages.gate_checks import GateResult
+    from flows.stages.publishing import Release
 
     received: dict[str, list[dict]] = {}
 
@@ -102,11 +102,11 @@ def test_prefect_hands_each_subflow_the_date_and_the_same_settings_object(monkey
     """Prefect validates a subflow's parameters before the call and stores them serialised: a date stays
     a date, the Settings object is passed as is, and what Prefect stores (and the UI shows) holds the paths
     but never the PostgreSQL URL, which may carry a password."""
-    from flows.build import build_flow
-    from flows.gate import gate_flow
-    from flows.ingest import ingest_flow
-    from flows.publish import publish_flow
-    from flows.report import report_flow
+    from flows.stages.build import build_flow
+    from flows.stages.gate import gate_flow
+    from flows.stages.ingest import ingest_flow
+    from flows.stages.publish import publish_flow
+    from flows.stages.report import report_flow
 
     monkeypatch.setenv("TIERING_PUBLISH_POSTGRES", URL)
     settings = Settings(warehouse=tmp_path / "wh")
@@ -190,7 +190,7 @@ def test_settings_name_every_path_of_the_warehouse(tmp_path: Path):
         "temp_dir": wh / "tmp",
     }
     # The modules that work from a bare warehouse folder agree with Settings.
-    from flows.lib import raw_zone
+    from flows.stages import raw_zone
     from flows.warehouse_lock import lock_path
 
     assert raw_zone.raw_root(settings.warehouse) == settings.raw_dir

@@ -18,8 +18,10 @@ import duckdb
 import pytest
 
 import flows  # noqa: F401  (no-telemetry environment before Prefect loads)
-from flows.lib import publishing
-from flows.lib.publishing import (
+from flows.settings import Settings
+from flows.stages import publishing
+from flows.stages.publish import publish_flow
+from flows.stages.publishing import (
     AML_TABLES,
     FORBIDDEN_COLUMNS,
     PUBLISHED_TABLES,
@@ -28,8 +30,6 @@ from flows.lib.publishing import (
     PublishRefused,
     Release,
 )
-from flows.publish import publish_flow
-from flows.settings import Settings
 
 AUG, SEP, OCT, NOV = "2026-08-31", "2026-09-30", "2026-10-31", "2026-11-30"
 FIRST = (AUG, SEP, OCT)  # the first release; NOV is in the working marts but not yet published

@@ -1,4 +1,4 @@
-"""The Parquet raw zone (flows.lib.raw_zone) through real ingests: real extract files, Parquet files and DuckDB.
+"""The Parquet raw zone (flows.stages.raw_zone) through real ingests: real extract files, Parquet files and DuckDB.
 
 Snapshot tables are stored as change history; whatever order dates are loaded or replaced in, the state
 rebuilt for every loaded date must be exactly the snapshot delivered for it, and the files on disk exactly
@@ -19,9 +19,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.lib import raw_zone
-from flows.lib.extracts import SPECS, IngestReport, ingest_batches
-from flows.lib.raw_zone import RawZoneError, state_at_sql
+from flows.stages import raw_zone
+from flows.stages.extracts import SPECS, IngestReport, ingest_batches
+from flows.stages.raw_zone import RawZoneError, state_at_sql
 from tests.support.batches import sample_rows, tag, write_batch
 
 SNAPSHOTS = ("CUSTOMER", "ACCOUNT", "LOAN")
@@ -416,7 +416,7 @@ def test_a_failed_load_leaves_no_file_and_views_never_name_uncommitted_ones(tmp_
 
 CRASH = """
 import datetime as dt, os, sys
-from flows.lib import extracts, raw_zone
+from flows.stages import extracts, raw_zone
 
 def crash(*args, **kwargs):
     os._exit(9)  # the process dies with the batch's files written and its transaction open

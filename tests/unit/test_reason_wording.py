@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.lib.explain import _classifications, reason_text
+from flows.commands.explain import _classifications, reason_text
 
 FACTS = {"tier": "PLATINUM", "grade": "LOW"}
 

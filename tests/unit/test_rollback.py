@@ -13,10 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.lib import rollback as rollback_module
-from flows.lib.publishing import AML_TABLES, PUBLISHED_TABLES
-from flows.lib.rollback import RollbackFailed, RollbackRefused, RollbackResult, rollback_release
+from flows.commands import rollback as rollback_module
+from flows.commands.rollback import RollbackFailed, RollbackRefused, RollbackResult, rollback_release
 from flows.settings import Settings
+from flows.stages.publishing import AML_TABLES, PUBLISHED_TABLES
 from tests.unit import test_publishing
 from tests.unit.test_publishing import (
     AUG,

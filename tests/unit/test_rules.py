@@ -380,7 +380,7 @@ def test_each_declared_field_is_validated_by_its_kind_and_named_with_its_line(tm
     refusal names the field's path in the file and its line (as `tiering backtest` and preflight show it)."""
     import dataclasses
 
-    from flows.lib.rules_lines import check_candidate, line_map
+    from flows.rules_lines import check_candidate, line_map
 
     section_type, section_name = SECTION_SEEDS[seed][0], seed.removeprefix("rule_")
     declared = [f for f in dataclasses.fields(section_type) if f.metadata["kind"] in INVALID_BY_KIND]

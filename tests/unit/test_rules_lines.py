@@ -1,4 +1,4 @@
-"""flows.lib.rules_lines: key paths → lines, and candidates refused with the line of their problem."""
+"""flows.rules_lines: key paths → lines, and candidates refused with the line of their problem."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.lib.rules_lines import check_candidate, line_map
 from flows.rules import RulesError
+from flows.rules_lines import check_candidate, line_map
 from flows.settings import DEFAULT_RULES
 
 SHIPPED = DEFAULT_RULES.read_text(encoding="utf-8")

@@ -10,10 +10,10 @@ import sys
 import duckdb
 
 from flows.cli import main
-from flows.generate import generate
-from flows.lib.extracts import ingest_batches
-from flows.lib.status import BUSY, collect_status
+from flows.commands.generate import generate
+from flows.commands.status import BUSY, collect_status
 from flows.settings import Settings
+from flows.stages.extracts import ingest_batches
 
 DAYS = [dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)]
 
@@ -70,7 +70,7 @@ def test_status_while_a_pipeline_holds_the_working_database(tmp_path, capsys):
 
 def test_status_lists_built_months_and_the_months_a_redelivery_restates(tmp_path, capsys):
     """Two complete months, built; a batch of the first month re-delivered since → both are to build again."""
-    from flows.lib.month_plan import record_month_build
+    from flows.stages.month_plan import record_month_build
 
     landing, settings = tmp_path / "landing", Settings.from_env(warehouse=tmp_path / "warehouse")
     generate(landing, 20, dt.date(2026, 1, 1), dt.date(2026, 2, 28), seed=5)

@@ -1,6 +1,6 @@
 """Prefect flow `build`: render the rule seeds, then `dbt build` the months of a run's plan, one by one.
 
-A thin skin over flows.lib.dbt_runner and flows.lib.month_plan. Each month is one `dbt build --vars
+A thin skin over flows.adapters.dbt_runner and flows.stages.month_plan. Each month is one `dbt build --vars
 as_of=…` (one Prefect task run per month) with dbt's own threads in one process; every node's result (model,
 test, seed, with its time) goes to the month's `dbt-node-results` artifact, so the Prefect UI shows each
 node without a task run per node (DECISIONLOG O7). After each month's build, `audit.month_build` records
@@ -17,13 +17,13 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import progress
-from flows.artifacts import publish_dbt_node_results
-from flows.lib.dbt_runner import DbtBuildError, DbtRunResult, prepare_seeds, run_dbt
-from flows.lib.faults import crash_point
-from flows.lib.month_plan import record_month_build
+from flows.adapters.dbt_runner import DbtBuildError, DbtRunResult, prepare_seeds, run_dbt
+from flows.faults import crash_point
+from flows.reports import progress
+from flows.reports.artifacts import publish_dbt_node_results
 from flows.rules import load_rules
 from flows.settings import Settings
+from flows.stages.month_plan import record_month_build
 
 __all__ = ["BuildResult", "DbtBuildError", "build_flow"]
 
@@ -48,7 +48,7 @@ def _refresh_raw_views(settings: Settings) -> None:
     """Point the raw views at this warehouse's files (they hold absolute paths: a moved warehouse reads on)."""
     import duckdb
 
-    from flows.lib import raw_zone
+    from flows.stages import raw_zone
 
     con = duckdb.connect(str(settings.working_db), config=settings.duckdb_config())
     try:

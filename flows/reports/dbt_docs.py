@@ -26,11 +26,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from flows.lib.dbt_runner import Invoke, run_dbt
-from flows.lib.gate_report import write_restricted_text
-from flows.lib.publishing import AML_TABLES
+from flows.adapters.dbt_runner import Invoke, run_dbt
 from flows.months import month_end
+from flows.reports.gate_report import write_restricted_text
 from flows.settings import Settings
+from flows.stages.publishing import AML_TABLES
 
 log = logging.getLogger(__name__)
 

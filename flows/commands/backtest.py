@@ -1,6 +1,6 @@
 """Back-test a candidate rules file: who would move between tiers, without publishing anything.
 
-The candidate is validated first (flows.lib.rules_lines: refused with the line of the problem). Then a
+The candidate is validated first (flows.rules_lines: refused with the line of the problem). Then a
 scratch working database is made that reads the warehouse's raw zone (its batch log copied, the raw views
 pointing at the same read-only Parquet files), the dbt project is copied beside it with the candidate's
 seeds, and every evaluated month up to the back-tested one is built there in order: the history is
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import duckdb
 
-from flows.lib.dbt_runner import DbtBuildError, Invoke, run_dbt
-from flows.lib.rules_lines import check_candidate
+from flows.adapters.dbt_runner import DbtBuildError, Invoke, run_dbt
 from flows.months import month_runs
 from flows.rules import Rules
+from flows.rules_lines import check_candidate
 from flows.settings import Settings
 
 # Classification columns of customer_segment (docs/ARCHITECTURE.md, issue 3), compared when both the
@@ -154,8 +154,8 @@ def _published_month(published_db: Path, as_of: dt.date) -> str:
 def _prepare_scratch(settings: Settings, rules: Rules, scratch: Path, log) -> Settings:
     """A scratch warehouse reading the warehouse's raw zone, and a copy of the dbt project with the
     candidate's seeds."""
-    from flows.lib import raw_zone
     from flows.rules import write_seeds
+    from flows.stages import raw_zone
 
     scratch.mkdir(parents=True, exist_ok=True)
     # The scratch warehouse is another warehouse: its own paths, the run's DuckDB and dbt knobs.
@@ -184,7 +184,7 @@ def _prepare_scratch(settings: Settings, rules: Rules, scratch: Path, log) -> Se
 
 def _months_to_replay(working_db: Path, as_of: dt.date) -> list[dt.date]:
     """Every evaluated month up to `as_of`, in order (the hysteresis replays from the first)."""
-    from flows.lib.month_plan import evaluated_months
+    from flows.stages.month_plan import evaluated_months
 
     con = duckdb.connect(str(working_db), read_only=True)
     try:

@@ -15,7 +15,7 @@ from datetime import date
 
 from prefect import flow, get_run_logger
 
-from flows.artifacts import publish_release_artifacts
+from flows.reports.artifacts import publish_release_artifacts
 from flows.settings import Settings
 
 
@@ -23,7 +23,7 @@ from flows.settings import Settings
 def report_flow(as_of: date, settings: Settings | None = None, gate_run_id: str | None = None):
     """Write the release report of month `as_of` (its last day) in `settings`' warehouse (default:
     Settings.from_env(), for a direct call) and publish its artifacts; return the report page."""
-    from flows.lib.release_report import write_release_report
+    from flows.reports.release_report import write_release_report
 
     logger = get_run_logger()
     settings = settings or Settings.from_env()

@@ -1,7 +1,7 @@
 """Rollback of the published release: make a kept earlier release current again (`tiering rollback`).
 
 A release's files are immutable and the folders of the current and the previous release are kept
-(flows/lib/publishing.py), so rolling back writes no Parquet: it builds a new catalog over the target
+(flows/stages/publishing.py), so rolling back writes no Parquet: it builds a new catalog over the target
 release's files and swaps it in the way a publication does.
 
 - Refused, with one line and nothing changed, when the target is not in `release_log`, is already current,
@@ -33,7 +33,9 @@ from pathlib import Path
 
 import duckdb
 
-from flows.lib.publishing import (
+from flows.months import SHANGHAI
+from flows.settings import EXPORTS_LINK, PUBLISHED_DB, RELEASES_DIR, Settings
+from flows.stages.publishing import (
     ACTION_PUBLISH,
     ACTION_ROLLBACK,
     AML_RELEASE_LOG_DDL,
@@ -53,8 +55,6 @@ from flows.lib.publishing import (
     _Written,
     exports_target,
 )
-from flows.months import SHANGHAI
-from flows.settings import EXPORTS_LINK, PUBLISHED_DB, RELEASES_DIR, Settings
 
 log = logging.getLogger(__name__)
 

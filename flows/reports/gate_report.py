@@ -20,12 +20,12 @@ from html import escape
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flows.lib.publishing import (
+from flows.settings import Settings
+from flows.stages.publishing import (
     AML_TABLES,
     RESTRICTED_FILE_MODE,
     _prepare_restricted_dir,
 )
-from flows.settings import Settings
 
 GATE_PAGE = "gate.html"
 # The general pages' only word on AML: no name, no number.

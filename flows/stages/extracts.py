@@ -21,8 +21,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from flows.lib import raw_zone
-from flows.lib.faults import crash_point
+from flows.faults import crash_point
+from flows.stages import raw_zone
 
 TABLES = ("CUSTOMER", "ACCOUNT", "BALANCE", "TXN", "LOAN", "FX_RATE")
 # References need their targets validated first: FX rates before every table that carries a currency.
@@ -804,7 +804,7 @@ def _load(
 ) -> None:
     """Write the batch's raw files, then commit its quarantine, batch_log rows and raw views in one transaction.
 
-    The batch_log rows name the files: until they commit no reader sees the batch (flows.lib.raw_zone).
+    The batch_log rows name the files: until they commit no reader sees the batch (flows.stages.raw_zone).
     """
     now = dt.datetime.now()
     # File order (the checks shuffle rows): sequential keys compress and scan better. Snapshot rows keep
@@ -947,7 +947,7 @@ def _ingest_one(
                 folder / control_file_name(table, batch_date), data_file_name(table, batch_date)
             )
         # An identical re-delivery is never reloaded, with or without --force: replacing a batch restates
-        # every month from its month on (flows.lib.month_plan), so only a changed batch may do that.
+        # every month from its month on (flows.stages.month_plan), so only a changed batch may do that.
         if before and _same_as_loaded(folder, controls, before):
             return _unchanged(con, batch_date, before)
         files = _read_data_files(folder, controls)

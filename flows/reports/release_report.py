@@ -4,8 +4,8 @@ Charts are plotly figures with plotly.js inlined once, so the page opens from di
 in most bank networks. Labels are Chinese and English; money in tables is the exact DECIMAL from
 `published.duckdb` (floats only position the bars). The gate page and the offline dbt docs sit next to it.
 
-Nothing about AML is on this page, the gate page or the dbt docs next to it (see flows/lib/gate_report.py
-for which expectations are AML, flows/lib/dbt_docs.py for which models): only the neutral line "AML results:
+Nothing about AML is on this page, the gate page or the dbt docs next to it (see flows/reports/gate_report.py
+for which expectations are AML, flows/reports/dbt_docs.py for which models): only the neutral line "AML results:
 restricted report (AML staff only)", no number. The AML gate results of the release's gate run, the AML
 release's row counts and links to the AML gate page and AML dbt docs go to
 `<warehouse>/restricted/reports/<YYYY-MM>/index.html` (folders 0700, files 0600, like `restricted/aml.duckdb`).
@@ -26,14 +26,14 @@ import duckdb
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from flows.lib.dbt_docs import DBT_DOCS_PAGE, DbtDocsError, dbt_docs_path, write_dbt_docs
-from flows.lib.gate_report import (
+from flows.months import SHANGHAI, month_end
+from flows.reports.dbt_docs import DBT_DOCS_PAGE, DbtDocsError, dbt_docs_path, write_dbt_docs
+from flows.reports.gate_report import (
     AML_NOTE,
     GATE_PAGE,
     split_aml,
     write_restricted_text,
 )
-from flows.months import SHANGHAI, month_end
 from flows.rules import CORPORATE_RULE_SET, CREDIT_GRADES, QUADRANTS, RFM_CLASSES
 from flows.settings import Settings
 

@@ -1,4 +1,4 @@
-"""Prefect flow `ingest`: landing batches → the warehouse's raw zone (logic in flows.lib.extracts, flows.lib.raw_zone)."""
+"""Prefect flow `ingest`: landing batches → the warehouse's raw zone (logic in flows.stages.extracts, flows.stages.raw_zone)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows import progress
-from flows.artifacts import publish_batch_load_summary
-from flows.lib.extracts import BatchResult, IngestError, IngestReport, ingest_batches
+from flows.reports import progress
+from flows.reports.artifacts import publish_batch_load_summary
 from flows.settings import Settings
+from flows.stages.extracts import BatchResult, IngestError, IngestReport, ingest_batches
 
 __all__ = ["IngestError", "ingest_flow"]
 

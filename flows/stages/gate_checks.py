@@ -1,6 +1,6 @@
 """Run the gate's expectations on the working database, keep the results in `gate.*`, judge by severity.
 
-GX validates in SQL through `flows.lib.gx_duckdb` (read-only, NullPool); only after it has released the
+GX validates in SQL through `flows.adapters.gx_duckdb` (read-only, NullPool); only after it has released the
 file are the results written, in one transaction, to `gate.run` and `gate.result`.
 """
 
@@ -20,9 +20,9 @@ import great_expectations as gx
 from great_expectations.core.result_format import ResultFormat
 
 from expectations import Check, GateParams
-from expectations.gate import SUITES, build_checks, reference_queries
-from flows.lib.faults import crash_point
-from flows.lib.gx_duckdb import duckdb_gx
+from expectations.suites import SUITES, build_checks, reference_queries
+from flows.adapters.gx_duckdb import duckdb_gx
+from flows.faults import crash_point
 from flows.months import SHANGHAI
 from flows.rules import Rules
 from flows.settings import Settings
@@ -99,7 +99,7 @@ class GateResult:
 
     def failure_message(self) -> str:
         """One line for the CLI and the run's log, which everyone sees: AML failures are counted, not named."""
-        from flows.lib.gate_report import split_aml
+        from flows.reports.gate_report import split_aml
 
         general, aml = split_aml(r for r in self.results if r.severity == "blocking" and not r.success)
         failed = [f"{r.full_name} ({r.summary})" if r.summary else r.full_name for r in general]
@@ -277,7 +277,7 @@ def store_gate_run(working_db: Path, result: GateResult) -> None:
 def run_gate(settings: Settings, month: date, rules: Rules) -> GateResult:
     """Run every check for `month` (its last day), store the results in the working database, render the
     report; never raises on failed checks."""
-    from flows.lib.gate_report import write_gate_report
+    from flows.reports.gate_report import write_gate_report
 
     working_db = settings.working_db
     if not working_db.exists():

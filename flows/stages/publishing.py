@@ -24,7 +24,7 @@ what was written and leaves both releases byte for byte; the restricted catalog 
 published release never exists without its AML counterpart.
 
 Both catalogs' `release_log` has one row per publication (`action` 'publish') and one per rollback
-(`action` 'rollback', `rolled_back_from` naming the release it replaced; flows/lib/rollback.py): the
+(`action` 'rollback', `rolled_back_from` naming the release it replaced; flows/commands/rollback.py): the
 current release is always the latest row by published_at.
 """
 
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.lib.faults import crash_point
+from flows.faults import crash_point
 from flows.months import SHANGHAI
 from flows.settings import Settings
 

@@ -52,7 +52,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict
 
-from flows.lib.publishing import PUBLISHED_TABLES
+from flows.stages.publishing import PUBLISHED_TABLES
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """dbt invocation as plain functions: render the rule seeds, run a dbt command, report failed nodes.
 
-The Prefect flow in flows/build.py is a thin skin over these; tests call them directly.
+The Prefect flow in flows/stages/build.py is a thin skin over these; tests call them directly.
 """
 
 from __future__ import annotations

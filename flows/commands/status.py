@@ -12,11 +12,11 @@ from pathlib import Path
 
 import duckdb
 
-from flows.lib import raw_zone
-from flows.lib.extracts import discover_batches
-from flows.lib.month_plan import built_and_stale
 from flows.months import month_runs
 from flows.settings import Settings
+from flows.stages import raw_zone
+from flows.stages.extracts import discover_batches
+from flows.stages.month_plan import built_and_stale
 from flows.warehouse_lock import is_locked, read_owner
 
 BUSY = ("working database busy: a pipeline run holds it; batch, gate and pending-batch status are shown "

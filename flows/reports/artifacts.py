@@ -26,7 +26,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 
 if TYPE_CHECKING:  # the report module loads plotly: ingest and gate runs need not
-    from flows.lib.release_report import ReleaseData, ReleaseReport
+    from flows.reports.release_report import ReleaseData, ReleaseReport
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def publish_dbt_node_results(month: Any, nodes: list[dict[str, Any]], result: An
 
 def gate_rows(result: Any) -> list[dict[str, Any]]:
     """One row per general expectation, failures first (AML ones are for AML staff: restricted report only)."""
-    from flows.lib.gate_report import split_aml
+    from flows.reports.gate_report import split_aml
 
     general, _ = split_aml(result.results)
     ordered = sorted(general, key=lambda r: (r.success, r.severity != "blocking", r.full_name))
@@ -124,7 +124,7 @@ def gate_rows(result: Any) -> list[dict[str, Any]]:
 
 def publish_gate_report(result: Any) -> None:
     """The `gate-report` table and the `gate-results-page` link of one gate run."""
-    from flows.lib.gate_report import split_aml
+    from flows.reports.gate_report import split_aml
 
     page = Path(result.report_path).resolve() if result.report_path else None
     verdict = "passed 通过" if result.success else "FAILED 未通过"
@@ -157,7 +157,7 @@ def tier_summary_rows(data: ReleaseData) -> list[dict[str, Any]]:
 def tier_migration_rows(data: ReleaseData) -> list[dict[str, Any]]:
     """The month's migration matrix of the release's rule set: one row per previous tier, one column per tier
     (highest first), new customers last."""
-    from flows.lib.release_report import NEW_CUSTOMER  # the report's label for "no tier last month"
+    from flows.reports.release_report import NEW_CUSTOMER  # the report's label for "no tier last month"
 
     rule_set = data.release["rule_set"]
     tiers = [r["tier"] for r in data.tier_summary if r["rule_set"] == rule_set]  # highest tier first

@@ -87,8 +87,8 @@ class TableShape:
 
 
 def shapes() -> dict[str, TableShape]:
-    """Shapes of the six tables, from the extract spec in flows.lib.extracts."""
-    from flows.lib.extracts import KEYS, SPECS
+    """Shapes of the six tables, from the extract spec in flows.stages.extracts."""
+    from flows.stages.extracts import KEYS, SPECS
 
     return {t: TableShape(t, tuple((f.name, f.sql_type) for f in SPECS[t]), KEYS[t]) for t in SPECS}
 

@@ -12,10 +12,10 @@ from datetime import date
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
-from flows.artifacts import publish_gate_report
-from flows.lib.gate import CheckResult, GateFailed, GateResult, run_gate
+from flows.reports.artifacts import publish_gate_report
 from flows.rules import load_rules
 from flows.settings import Settings
+from flows.stages.gate_checks import CheckResult, GateFailed, GateResult, run_gate
 
 __all__ = ["CheckResult", "GateFailed", "GateResult", "gate_flow"]
 
@@ -24,7 +24,7 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
     try:
         return get_run_logger()
     except MissingContextError:  # called as gate_flow.fn(...) outside a flow run
-        return logging.getLogger("flows.gate")
+        return logging.getLogger("flows.stages.gate")
 
 
 @flow(name="gate")

@@ -10,9 +10,9 @@ from datetime import date
 from prefect import flow, get_run_logger
 from prefect.exceptions import MissingContextError
 
-from flows.lib.publishing import PublishFailed, PublishRefused, Release, publish_release
 from flows.months import month_runs
 from flows.settings import Settings
+from flows.stages.publishing import PublishFailed, PublishRefused, Release, publish_release
 
 __all__ = ["PublishFailed", "PublishRefused", "Release", "publish_flow"]
 
@@ -21,7 +21,7 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
     try:
         return get_run_logger()
     except MissingContextError:  # called as publish_flow.fn(...) outside a flow run
-        return logging.getLogger("flows.publish")
+        return logging.getLogger("flows.stages.publish")
 
 
 @flow(name="publish")
@@ -54,7 +54,7 @@ def publish_flow(as_of: date, settings: Settings | None = None, gate_run_id: str
         log.info("restricted AML release %s: %s", release.restricted_db,
                  ", ".join(f"{t} {n} rows" for t, n in release.restricted_row_counts.items()))
     if settings.publish_postgres:
-        from flows.lib.postgres_publish import publish_to_postgres
+        from flows.adapters.postgres_publish import publish_to_postgres
 
         copy = publish_to_postgres(settings.published_db, settings.publish_postgres)
         log.info("release %s also published to PostgreSQL %s, schema %s (read-only role %s): %s, months "

@@ -2,7 +2,7 @@
 
 Every refusal is one line naming the problem and how to fix it, and costs well under 2 seconds (no Prefect,
 dbt or Great Expectations import): a wrong path or a bad rules file no longer waits for a server start-up and an ingest.
-The rules file goes through the same validator as `tiering backtest` (flows.lib.rules_lines), so a problem
+The rules file goes through the same validator as `tiering backtest` (flows.rules_lines), so a problem
 is named with its file and line.
 """
 
@@ -54,8 +54,8 @@ def check_landing(landing: Path) -> None:
 
 def check_rules(rules_path: Path) -> str:
     """Validate the rules file as `tiering backtest` does; return its version."""
-    from flows.lib.rules_lines import check_candidate
     from flows.rules import RulesError
+    from flows.rules_lines import check_candidate
 
     try:
         return check_candidate(rules_path).version
@@ -69,7 +69,7 @@ def check_postgres_url(url: str | None) -> None:
         return
     from psycopg.conninfo import conninfo_to_dict
 
-    from flows.lib.postgres_publish import redact_url
+    from flows.adapters.postgres_publish import redact_url
 
     try:
         conninfo_to_dict(url)
@@ -79,7 +79,7 @@ def check_postgres_url(url: str | None) -> None:
 
 
 def check_prefect_start_timeout() -> float:
-    from flows.lib.local_server import start_timeout
+    from flows.adapters.local_server import start_timeout
 
     try:
         return start_timeout()

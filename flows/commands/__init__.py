@@ -1,0 +1,1 @@
+"""What a person runs besides the monthly job: explain, backtest, status, rollback, preflight, generate."""

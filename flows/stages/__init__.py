@@ -1,0 +1,1 @@
+"""The Prefect flows of the one-way data flow (ingest → build → gate → publish → report) and their plain logic."""
