@@ -1,4 +1,4 @@
-"""The gate's Great Expectations suites, as code: one module per validated table, listed in `gate.py`.
+"""The gate's Great Expectations suites, as code: one module per validated table, listed in `suites.py`.
 
 Every check carries a severity: `blocking` (a failure stops publication) or `warning` (reported only).
 Allowed codes, floors and bounds come from the rules file through `flows.rules`, never from literals here.

@@ -1,4 +1,4 @@
-"""The gate: which tables are validated, where they live, and every check on them with its severity.
+"""The gate's suites: which tables are validated, where they live, and every check on them with its severity.
 
 Blocking checks (a failure stops publication) and warnings (reported only) for the candidate month:
 
