@@ -38,13 +38,10 @@ Blocking checks (a failure stops publication) and warnings (reported only) for t
 |   | transactions_meet_their_trigger, no_unmasked_pii_columns | blocking |
 
 Classification and AML checks are built only when their columns / tables exist in the candidate.
-
-`catalogue(rules)` lists the exact set for a rules file.
 """
 
 from __future__ import annotations
 
-from datetime import date
 from types import ModuleType
 
 from expectations import (
@@ -58,7 +55,6 @@ from expectations import (
     tier_migration,
     tier_summary,
 )
-from flows.rules import Rules
 
 # Validated tables, in report order; each module has TABLE, SCHEMA, MONTH_COLUMN and checks(params).
 SUITES: tuple[ModuleType, ...] = (customer_segment, customer_tier, tier_summary, tier_migration, batch_log,
@@ -82,9 +78,3 @@ def build_checks(params: GateParams) -> list[Check]:
     if duplicates:
         raise ValueError(f"duplicate gate check names: {', '.join(sorted(duplicates))}")
     return found
-
-
-def catalogue(rules: Rules, as_of: date = date(2000, 1, 31)) -> list[tuple[str, str, str]]:
-    """(check, severity, description) of every check for a rules file; the month only shapes descriptions."""
-    params = GateParams(as_of=as_of, rules=rules, reference={"eligible_customers": 0})
-    return [(c.full_name, c.severity, c.description) for c in build_checks(params)]

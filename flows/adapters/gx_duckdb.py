@@ -105,14 +105,6 @@ class DuckDBGX:
     # Held open for the session: DuckDB reuses the open database for each NullPool connect (no re-open).
     anchor: Any = None
 
-    def table_asset(self, table: str, schema: str = "main_marts", name: str | None = None) -> Any:
-        """A table asset for `<schema>.<table>` (added once, then reused)."""
-        name = name or f"{schema}.{table}"
-        for asset in self.datasource.assets:
-            if asset.name == name:
-                return asset
-        return self.datasource.add_table_asset(name=name, table_name=table, schema_name=schema)
-
     def month_batch(self, table: str, schema: str, column: str, first: date, last: date) -> Any:
         """The rows of `<schema>.<table>` whose `column` lies in [first, last], as one batch.
 

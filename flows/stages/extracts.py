@@ -27,7 +27,6 @@ from flows.stages import raw_zone
 TABLES = ("CUSTOMER", "ACCOUNT", "BALANCE", "TXN", "LOAN", "FX_RATE")
 # References need their targets validated first: FX rates before every table that carries a currency.
 VALIDATION_ORDER = ("FX_RATE", "CUSTOMER", "ACCOUNT", "BALANCE", "TXN", "LOAN")
-OUTCOMES = ("loaded", "replaced", "unchanged", "refused", "rejected", "incomplete")
 FAILED_OUTCOMES = ("refused", "rejected", "incomplete")
 _CHUNK_ROWS = 122_880
 ENCODINGS = {"GBK": "gbk", "UTF-8": "utf-8", "UTF8": "utf-8"}
@@ -225,20 +224,6 @@ class IngestReport:
     @property
     def failed(self) -> list[BatchResult]:
         return [b for b in self.batches if b.failed]
-
-    def summary_rows(self) -> list[dict[str, object]]:
-        """One dict per batch (batch_date, outcome, records, loaded, quarantined, message) for printing."""
-        return [
-            {
-                "batch_date": b.batch_date.isoformat(),
-                "outcome": b.outcome,
-                "records": b.records,
-                "loaded": b.loaded,
-                "quarantined": b.quarantined,
-                "message": b.message,
-            }
-            for b in self.batches
-        ]
 
     def failure_message(self) -> str:
         """One line naming every failed batch and its reason."""

@@ -156,11 +156,6 @@ def check_gate_runs(working_db: Path, gate_runs: dict[date, str]) -> None:
             raise PublishRefused(f"gate run {gate_run_id} for {month:%Y-%m} failed: nothing is published")
 
 
-def check_gate_run(working_db: Path, gate_run_id: str, as_of_month: date) -> None:
-    """Refuse unless gate.run has `gate_run_id`, for the same month, and it succeeded."""
-    check_gate_runs(working_db, {as_of_month: gate_run_id})
-
-
 # ------------------------------------------------------------------------------------------ previous release
 
 

@@ -26,8 +26,6 @@ from pathlib import Path
 from flows.rules import Rules
 from tests.integration.reference_model import _days, _month_end, read_extract
 
-CUSTOMER_INITIATED_EXCLUDED = ("FEE", "INT")
-
 
 @dataclass
 class Classified:

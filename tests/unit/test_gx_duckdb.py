@@ -32,7 +32,8 @@ def db(tmp_path_factory) -> Path:
 
 
 def _validate(session: gx_duckdb.DuckDBGX, *expectations, result_format: str = "BASIC") -> list:
-    batch = session.table_asset("amounts").add_batch_definition_whole_table("all").get_batch()
+    asset = session.datasource.add_table_asset(name="main_marts.amounts", table_name="amounts", schema_name="main_marts")
+    batch = asset.add_batch_definition_whole_table("all").get_batch()
     suite = gx.ExpectationSuite(name="probe")
     for expectation in expectations:
         suite.add_expectation(expectation)
