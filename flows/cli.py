@@ -284,12 +284,18 @@ def _use_postgres(url: str | None) -> None:
         os.environ[POSTGRES_ENV] = url
 
 
-def _run(args) -> int:
+def _checked_run_settings(args) -> Settings:
+    """What `run` and `serve` are given, checked before anything starts: the run's Settings."""
     settings = preflight.load_settings(args.warehouse, args.rules)
     preflight.check_landing(args.landing)
     preflight.check_warehouse(settings.warehouse)
     preflight.check_rules(settings.rules_path)
     preflight.check_postgres_url(args.publish_postgres or settings.publish_postgres)
+    return settings
+
+
+def _run(args) -> int:
+    settings = _checked_run_settings(args)
     timeout = preflight.check_prefect_start_timeout()
     _use_postgres(args.publish_postgres)
     with _holding(settings.warehouse, args.wait), _prefect_api(timeout):
@@ -300,11 +306,7 @@ def _run(args) -> int:
 
 
 def _serve(args) -> int:
-    settings = preflight.load_settings(args.warehouse, args.rules)
-    preflight.check_landing(args.landing)
-    preflight.check_warehouse(settings.warehouse)
-    preflight.check_rules(settings.rules_path)
-    preflight.check_postgres_url(args.publish_postgres or settings.publish_postgres)
+    settings = _checked_run_settings(args)
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
 
