@@ -24,10 +24,11 @@ month_txns as (
     select
         measures.as_of_month,
         txns.*,
+        {{ in_rule_list('txns.txn_type', 'aml', 'cross_border_txn_types') }} as is_cross_border,
         -- USD equivalent = amount × rate(ccy) ÷ rate(USD) of that day, exact to 10⁻⁸ USD, half up.
         case
-            when txns.is_cross_border then {{ exact_divide_round(
-                'txns.amount_cny * 1000000', 'txns.cny_per_usd * 1000000', 8) }}
+            when {{ in_rule_list('txns.txn_type', 'aml', 'cross_border_txn_types') }}
+                then {{ exact_divide_round('txns.amount_cny * 1000000', 'txns.cny_per_usd * 1000000', 8) }}
         end as amount_usd
     from measures
     inner join months

@@ -135,8 +135,7 @@ final as (
         rates_added.cny_per_unit,
         rates_added.cny_per_usd,
         {{ to_cny('rates_added.txn_amount', 'rates_added.currency', 'rates_added.cny_per_unit') }} as amount_cny,
-        not {{ in_rule_list('rates_added.txn_type', 'rfm', 'non_activity_txn_types') }} as is_customer_initiated,
-        {{ in_rule_list('rates_added.txn_type', 'aml', 'cross_border_txn_types') }} as is_cross_border
+        not {{ in_rule_list('rates_added.txn_type', 'rfm', 'non_activity_txn_types') }} as is_customer_initiated
     from rates_added
 
 )
