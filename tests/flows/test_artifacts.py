@@ -24,7 +24,13 @@ def runs_of(flow_name: str, warehouse: Path) -> list:
         while page := client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
                                             sort=FlowRunSort.START_TIME_ASC, offset=len(runs), limit=100):
             runs.extend(page)  # paged: the session's other tests run these flows too
-    return [r for r in runs if Path(str(r.parameters.get("warehouse", ""))).resolve() == warehouse.resolve()]
+    return [r for r in runs if Path(str(_warehouse_of(r.parameters))).resolve() == warehouse.resolve()]
+
+
+def _warehouse_of(parameters: dict) -> str:
+    """The warehouse a run worked on: flows take the run's Settings (stored as its fields)."""
+    settings = parameters.get("settings") or {}
+    return settings.get("warehouse", "") if isinstance(settings, dict) else parameters.get("warehouse", "")
 
 
 def artifacts_of(flow_run_id) -> dict[str, object]:

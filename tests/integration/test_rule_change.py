@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from flows.cli import main
-from flows.settings import DEFAULT_RULES
+from flows.settings import DEFAULT_RULES, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_changing_the_class_a_minimum_tier_reaches_the_build_and_explain(publish
     before = dict(_published(warehouse, "select cust_id, customer_class from customer_segment "
                                         "where as_of_month = ? and cust_type = 'P'", [as_of]))
 
-    tiering_run(landing=str(landing), as_of=as_of.isoformat(), warehouse=str(warehouse), rules=str(rules))
+    tiering_run(landing=str(landing), as_of=as_of, settings=Settings.from_env(warehouse=warehouse, rules=rules))
 
     rows = _published(warehouse, "select cust_id, value_tier, credit_grade, customer_class, customer_class_reason, "
                                  "rules_version from customer_segment where as_of_month = ? and cust_type = 'P'",
