@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -469,10 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tiering {args.command}: {exc}", file=sys.stderr)
         return 75
     except Terminated:
-        print(f"tiering {args.command}: stopped by SIGTERM; nothing half-done was published (run it again to "
-              f"finish)", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return _stopped_by_sigterm(args.command)
     except Exception as exc:  # every failure ends as one actionable line, not a traceback
+        if SIGTERM_RECEIVED.is_set():  # the signal surfaced as another error: DuckDB says "Query interrupted"
+            return _stopped_by_sigterm(args.command)
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         print(f"tiering {args.command}: failed: {reason}", file=sys.stderr)
         return 1
@@ -485,8 +486,20 @@ class Terminated(BaseException):
     """SIGTERM (a scheduler's time-out, systemd, kill): unwind so that the temporary server and locks end."""
 
 
+# Set by the SIGTERM handler: a query running when the signal lands ends in DuckDB's own RuntimeError
+# ("Query interrupted"), not in Terminated, and must still end as a SIGTERM stop.
+SIGTERM_RECEIVED = threading.Event()
+
+
 def _raise_terminated(signum, frame):
+    SIGTERM_RECEIVED.set()
     raise Terminated()
+
+
+def _stopped_by_sigterm(command: str) -> int:
+    print(f"tiering {command}: stopped by SIGTERM; nothing half-done was published (run it again to finish)",
+          file=sys.stderr)
+    return 128 + signal.SIGTERM
 
 
 def _stop_on_sigterm():
