@@ -178,15 +178,17 @@ def test_month_by_month_matches_the_independent_model(month_by_month, landing):
 
 def test_full_refresh_gives_the_same_published_tables(month_by_month, landing, tmp_path):
     warehouse = tmp_path / "warehouse"
+    # Through March (three months, April's batches loaded too): the hysteresis chain is long enough to differ,
+    # and CI time stays in bounds.
     assert main(["ingest", "--landing", str(landing), "--warehouse", str(warehouse)]) == 0
-    code, err = _run(landing, warehouse, MONTHS[3], "--full-refresh")
+    code, err = _run(landing, warehouse, MONTHS[2], "--full-refresh")
     assert code == 0, err
-    assert _builds(warehouse) == MONTHS, "all four months rebuilt in order"
+    assert _builds(warehouse) == MONTHS[:3], "January to March rebuilt in order"
     at_once = _published_rows(warehouse / "published.duckdb")
     one_by_one = _published_rows(month_by_month / "published.duckdb")
     for table in PUBLISHED_TABLES:
-        assert at_once[table] == one_by_one[table], table
-        assert at_once[table], table
+        assert {row[0] for row in at_once[table]} == set(MONTHS[:3]), table
+        assert at_once[table] == [row for row in one_by_one[table] if row[0] <= MONTHS[2]], table
 
 
 def test_redelivered_february_restates_february_on_and_nothing_before(month_by_month, landing, tmp_path):
