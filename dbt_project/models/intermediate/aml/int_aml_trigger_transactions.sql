@@ -18,18 +18,13 @@ months as (
 
 ),
 
-month_txns as (
+month_txns_flagged as (
 
     -- AML looks at every transaction of the month (bank postings included) of customers evaluated at M.
     select
         measures.as_of_month,
         txns.*,
-        {{ in_rule_list('txns.txn_type', 'aml', 'cross_border_txn_types') }} as is_cross_border,
-        -- USD equivalent = amount × rate(ccy) ÷ rate(USD) of that day, exact to 10⁻⁸ USD, half up.
-        case
-            when {{ in_rule_list('txns.txn_type', 'aml', 'cross_border_txn_types') }}
-                then {{ exact_divide_round('txns.amount_cny * 1000000', 'txns.cny_per_usd * 1000000', 8) }}
-        end as amount_usd
+        {{ in_rule_list('txns.txn_type', 'aml', 'cross_border_txn_types') }} as is_cross_border
     from measures
     inner join months
         on measures.as_of_month = months.as_of_month
@@ -37,6 +32,20 @@ month_txns as (
         on measures.cust_id = txns.cust_id
         and txns.txn_date between months.month_start and months.as_of_month
     where {{ in_evaluation_month('measures.as_of_month') }}
+
+),
+
+month_txns as (
+
+    -- USD equivalent = amount × rate(ccy) ÷ rate(USD) of that day, exact to 10⁻⁸ USD, half up.
+    select
+        month_txns_flagged.*,
+        case
+            when month_txns_flagged.is_cross_border
+                then {{ exact_divide_round(
+                    'month_txns_flagged.amount_cny * 1000000', 'month_txns_flagged.cny_per_usd * 1000000', 8) }}
+        end as amount_usd
+    from month_txns_flagged
 
 ),
 
