@@ -49,7 +49,8 @@ def reference_queries(params: GateParams) -> dict[str, str]:
             SELECT coalesce(string_agg(table_name || '.' || column_name, ','), '')
             FROM information_schema.columns
             WHERE table_schema = 'main_marts'
-              AND table_name IN ('customer_segment', 'aml_customer_risk', 'aml_trigger_transactions')
+              AND table_name IN ('customer_segment', 'customer_event', 'aml_customer_risk',
+                                 'aml_trigger_transactions')
         """,
     }
 

@@ -26,6 +26,7 @@ from expectations import (
     rank_ladder_cte,
     retail_ladder_cte,
     segment_rule_set_sql,
+    tier_overrides,
 )
 from flows.rules import CUST_TYPES
 
@@ -149,16 +150,18 @@ def _watch_sql(params: GateParams) -> str:
     """Rows whose watch flag disagrees with held vs implied tier (held > implied only on watch)."""
     rules = params.rules
     ladder = segment_rule_set_sql(rules)
+    # An overridden value tier is not the computed one: customer_tier's watch check covers those customers.
+    override_free = "s.override_id IS NULL" if classifications.has(params, TABLE, "override_id") else "TRUE"
     return f"""
         WITH {rank_ladder_cte(rules)}
         SELECT s.cust_id, s.value_tier, s.implied_tier, s.on_watch, s.months_below
         FROM {{batch}} AS s
         JOIN rank_ladder AS v ON v.rule_set = {ladder} AND v.tier = s.value_tier
         JOIN rank_ladder AS i ON i.rule_set = {ladder} AND i.tier = s.implied_tier
-        WHERE s.on_watch IS NULL
+        WHERE ({override_free}) AND (s.on_watch IS NULL
            OR (s.on_watch AND NOT (v.tier_rank > i.tier_rank
                                    AND s.months_below BETWEEN 1 AND coalesce(v.grace_months, 1) - 1))
-           OR (NOT s.on_watch AND (v.tier_rank <> i.tier_rank OR coalesce(s.months_below, 0) <> 0))
+           OR (NOT s.on_watch AND (v.tier_rank <> i.tier_rank OR coalesce(s.months_below, 0) <> 0)))
     """
 
 
@@ -265,4 +268,5 @@ def checks(params: GateParams) -> list[Check]:
               f"the evaluation takes effect on {params.next_month_start}"),
     ]
     found += classifications.checks(params)  # issue-3 columns, when the candidate has them
+    found += tier_overrides.checks(params)  # tier overrides (特批), against the run's copy of the override log
     return found

@@ -17,6 +17,7 @@ from expectations import (
     rank_ladder_cte,
     retail_ladder_cte,
 )
+from expectations.classifications import has
 
 TABLE = "customer_tier"
 SCHEMA = "main_marts"
@@ -58,9 +59,12 @@ def _segment_agreement_sql(params: GateParams) -> str:
     rules = params.rules
     expected = [f"({lit(name)}, 'P', {lit(name == rules.active_rule_set)})" for name in rules.rule_sets]
     expected += [f"({lit(CORPORATE_RULE_SET)}, {lit(t)}, TRUE)" for t in rules.corporate_cust_types]
+    # An overridden value tier differs from the computed one by design (the override checks cover it).
+    override = "override_id" if has(params, "customer_segment", "override_id") else "CAST(NULL AS VARCHAR)"
     return f"""
         WITH seg AS (
-            SELECT cust_id, cust_type, value_tier, implied_tier FROM main_marts.customer_segment
+            SELECT cust_id, cust_type, value_tier, implied_tier, {override} AS override_id
+            FROM main_marts.customer_segment
             WHERE as_of_month = {lit(params.as_of)}
         ), rule_sets(rule_set, cust_type, is_primary) AS (VALUES {', '.join(expected)}),
         expected AS (
@@ -73,7 +77,7 @@ def _segment_agreement_sql(params: GateParams) -> str:
                     ELSE 'tier differs from customer_segment' END AS problem
         FROM expected AS e FULL OUTER JOIN t ON t.cust_id = e.cust_id AND t.rule_set = e.rule_set
         WHERE t.cust_id IS NULL OR e.cust_id IS NULL
-           OR (e.is_primary AND (e.value_tier IS DISTINCT FROM t.tier
+           OR (e.is_primary AND ((e.override_id IS NULL AND e.value_tier IS DISTINCT FROM t.tier)
                                  OR e.implied_tier IS DISTINCT FROM t.implied_tier))
     """
 

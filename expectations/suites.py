@@ -30,6 +30,10 @@ Blocking checks (a failure stops publication) and warnings (reported only) for t
 | tier_migration | one_row_per_month_rule_set_from_to, customers_positive | blocking |
 | tier_migration | no_unmasked_pii_columns | blocking |
 | tier_migration | totals_match_customer_tier | warning |
+| customer_segment | override_approved, override_four_eyes, override_not_expired (see `tier_overrides.py`) | blocking |
+| customer_segment | overridden_share_of_tier (≤ overrides.warn_overridden_share_of_tier) | warning |
+| customer_event | one_row_per_customer_event, event_type_known, no_unmasked_pii_columns | blocking |
+| customer_event | tier_changes_match_customer_segment (NEW/TIER_UP/TIER_DOWN vs the published tiers) | blocking |
 | batch_log | quarantine_rate_within_bound, balance_batches_complete | blocking |
 | customer_segment | issue-3 classification checks: see `expectations/classifications.py` | blocking / warning |
 | aml_customer_risk | one_row_per_customer_month, aml_level_known/_not_null, triggers_known, | blocking |
@@ -50,6 +54,7 @@ from expectations import (
     aml_customer_risk,
     aml_trigger_transactions,
     batch_log,
+    customer_event,
     customer_segment,
     customer_tier,
     tier_migration,
@@ -57,8 +62,8 @@ from expectations import (
 )
 
 # Validated tables, in report order; each module has TABLE, SCHEMA, MONTH_COLUMN and checks(params).
-SUITES: tuple[ModuleType, ...] = (customer_segment, customer_tier, tier_summary, tier_migration, batch_log,
-                                  aml_customer_risk, aml_trigger_transactions)
+SUITES: tuple[ModuleType, ...] = (customer_segment, customer_tier, tier_summary, tier_migration, customer_event,
+                                  batch_log, aml_customer_risk, aml_trigger_transactions)
 
 
 def reference_queries(params: GateParams) -> dict[str, str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import flows  # noqa: F401  (sets the no-telemetry environment before anything else loads)
 from flows.commands import preflight
 from flows.months import complete_months, month_end, parse_as_of, parse_date
+from flows.overrides import OverrideRefused
 from flows.reports.progress import terminal_progress
 from flows.settings import POSTGRES_ENV, Settings
 from flows.warehouse_lock import WarehouseBusy, warehouse_lock
@@ -30,6 +31,9 @@ EXAMPLES = textwrap.dedent("""\
       tiering backtest --rules candidate.yml --as-of 2026-10-31
       tiering status --landing landing
       tiering rollback --to <release_id from release_log>
+      tiering override request C0000000105 --tier BLACK --until 2026-12 --reason '战略客户' --by alice
+      tiering override approve OVR-0001 --by bob
+      tiering events --as-of 2026-10 --branch B001
       tiering serve --landing landing --warehouse warehouse   (needs PREFECT_API_URL, see README)
       tiering demo
       duckdb -readonly warehouse/published.duckdb "from tier_summary"
@@ -150,6 +154,52 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("--rules", type=Path, help="rules file (default rules/tiering_rules.yml)")
     rb.add_argument("--publish-postgres", metavar="URL", help=POSTGRES_HELP)
     rb.add_argument("--wait", action="store_true", help=WAIT_HELP)
+
+    ovr = add("override", "tier overrides (特批): hold or lift a customer's published tier for a bounded time, "
+              "with a reason and a second person's approval",
+              "tiering override request C0000000042 --tier BLACK --until 2026-12 --reason '战略客户' --by alice")
+    ovr_sub = ovr.add_subparsers(dest="override_command", required=True, metavar="ACTION")
+
+    def ovr_add(name: str, help_: str, example: str) -> argparse.ArgumentParser:
+        parsed = ovr_sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        parsed.add_argument("--warehouse", help=warehouse_help)
+        parsed.add_argument("--rules", type=Path, help="rules file (default rules/tiering_rules.yml)")
+        return parsed
+
+    req = ovr_add("request", "ask to publish TIER for a customer from --from through --until",
+                  "tiering override request C0000000042 --tier BLACK --until 2026-12 --reason '战略客户' --by alice")
+    req.add_argument("cust_id", help="customer id (in the latest release)")
+    req.add_argument("--tier", required=True, help="tier code of the customer's ladder (active rule set, or "
+                     "corporate for C/I/F)")
+    req.add_argument("--from", dest="from_month", type=_as_of_arg, help="first month YYYY-MM (default: the "
+                     "first month not yet published when approved; never a published month)")
+    req.add_argument("--until", required=True, type=_as_of_arg, help="last month YYYY-MM (at most "
+                     "overrides.max_override_months months)")
+    req.add_argument("--reason", required=True, help="why (published as override_tier_reason)")
+    req.add_argument("--by", required=True, help="who asks")
+    for action, help_ in (("approve", "approve a pending request (not its requester)"),
+                          ("reject", "reject a pending request (not its requester)")):
+        dec = ovr_add(action, help_, f"tiering override {action} OVR-0001 --by bob --note '已核实'")
+        dec.add_argument("override_id", help="e.g. OVR-0001 (tiering override list)")
+        dec.add_argument("--by", required=True, help="who decides")
+        dec.add_argument("--note", default="", help="a note kept with the decision")
+    rev = ovr_add("revoke", "end an approved override from the first month not yet published",
+                  "tiering override revoke OVR-0001 --by carol --reason '客户资产已回升'")
+    rev.add_argument("override_id", help="e.g. OVR-0001")
+    rev.add_argument("--by", required=True, help="who revokes")
+    rev.add_argument("--reason", required=True, help="why")
+    lst = ovr_add("list", "list overrides and their status", "tiering override list --status PENDING")
+    lst.add_argument("--status", choices=["PENDING", "APPROVED", "REJECTED", "REVOKED", "EXPIRED"],
+                     help="only overrides with this status")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+
+    ev = add("events", "print a published month's change feed for the CRM (customer_event)",
+             "tiering events --as-of 2026-10 --branch B001 --type TIER_UP")
+    ev.add_argument("--as-of", required=True, type=_as_of_arg, help="a published month (YYYY-MM)")
+    ev.add_argument("--branch", help="only this branch_id")
+    ev.add_argument("--type", dest="event_type", help="only this event type, e.g. TIER_UP, WATCH_START")
+    ev.add_argument("--warehouse", help=warehouse_help)
     return parser
 
 
@@ -443,6 +493,37 @@ def _rollback(args) -> int:
 COMMANDS["rollback"] = _rollback
 
 
+def _override(args) -> int:
+    from flows import overrides
+    from flows.commands.override import decision_text, render_list, request_text
+
+    settings = Settings.from_env(warehouse=args.warehouse, rules=args.rules)
+    if args.override_command == "request":
+        action = overrides.request(settings, args.cust_id, args.tier, args.until, args.reason, args.by,
+                                   args.from_month)
+        print(request_text(settings, action))
+    elif args.override_command in ("approve", "reject"):
+        print(decision_text(overrides.decide(settings, args.override_id, args.override_command == "approve",
+                                             args.by, args.note)))
+    elif args.override_command == "revoke":
+        print(decision_text(overrides.revoke(settings, args.override_id, args.by, args.reason)))
+    else:
+        print(render_list(overrides.listing(settings, args.status), args.json))
+    return 0
+
+
+def _events(args) -> int:
+    from flows.commands.override import month_events, render_events
+
+    settings = Settings.from_env(warehouse=args.warehouse)
+    print(render_events(month_events(settings, args.as_of, args.branch, args.event_type), args.as_of))
+    return 0
+
+
+COMMANDS["override"] = _override
+COMMANDS["events"] = _events
+
+
 def _console():
     from rich.console import Console
 
@@ -466,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     except preflight.PreflightError as exc:  # checked before any work: nothing was started
         print(f"tiering {args.command}: {exc}", file=sys.stderr)
         return 2
+    except OverrideRefused as exc:  # a decision the rules do not allow: nothing was written
+        print(f"tiering {_command_name(args)}: refused: {exc}", file=sys.stderr)
+        return 2
     except WarehouseBusy as exc:  # EX_TEMPFAIL: a scheduler may simply try again later
         print(f"tiering {args.command}: {exc}", file=sys.stderr)
         return 75
@@ -480,6 +564,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _command_name(args) -> str:
+    sub = getattr(args, "override_command", None)
+    return f"{args.command} {sub}" if sub else args.command
 
 
 class Terminated(BaseException):

@@ -187,6 +187,17 @@ class ChurnRules:
 
 
 @dataclass(frozen=True)
+class OverrideRules:
+    """Tier overrides (特批): how long one may hold, and the share of a tier above which the gate warns."""
+    max_override_months: int = rule("count", minimum=1)
+    warn_overridden_share_of_tier: Decimal = rule("decimal", sql="decimal(9, 4)")
+
+    def check(self, at: str) -> None:
+        if not 0 < self.warn_overridden_share_of_tier <= 1:
+            raise RulesError(f"{at}.warn_overridden_share_of_tier must be a share above 0 and at most 1")
+
+
+@dataclass(frozen=True)
 class Rules:
     path: Path
     version: str
@@ -212,6 +223,7 @@ class Rules:
     potential: PotentialRules
     customer_class: CustomerClassRules
     churn: ChurnRules
+    overrides: OverrideRules
     # Strategy text per tier code: the active retail ladder's and the corporate ladder's.
     retail_strategies: dict[str, str]
     corporate_strategies: dict[str, str]
@@ -385,6 +397,7 @@ def _classifications(doc: dict, where: str, active: RuleSet, corp_tiers: list[Co
                         {"mortgage_loan_type": _require(pot_doc, "mortgage_loan_type", f"{where}: potential")})
     customer_class = section(CustomerClassRules, "customer_class")
     churn = section(ChurnRules, "churn")
+    overrides = section(OverrideRules, "overrides")
 
     at = f"{where}: service_strategies"
     strat_doc = _require(doc, "service_strategies", where)
@@ -406,6 +419,7 @@ def _classifications(doc: dict, where: str, active: RuleSet, corp_tiers: list[Co
         "potential": potential,
         "customer_class": customer_class,
         "churn": churn,
+        "overrides": overrides,
         "retail_strategies": _labels_by_code(retail, ladder, f"{at}.retail"),
         "corporate_strategies": _labels_by_code(corporate, [t.code for t in corp_tiers], f"{at}.corporate"),
     }

@@ -64,6 +64,7 @@ PRIMARY_KEYS = {
     "customer_segment": ("as_of_month", "cust_id"),
     "customer_tier": ("as_of_month", "cust_id", "rule_set"),
     "tier_summary": ("as_of_month", "rule_set", "tier"),
+    "customer_event": ("as_of_month", "cust_id", "event_type"),
     RELEASE_LOG: ("release_id", "published_at"),  # a rollback logs its target release again
     MONTH_TABLE: ("table_name", "as_of_month"),
 }

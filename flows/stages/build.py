@@ -44,15 +44,19 @@ class BuildResult:
         return sum(r.nodes_run for r in self.results.values())
 
 
-def _refresh_raw_views(settings: Settings) -> None:
-    """Point the raw views at this warehouse's files (they hold absolute paths: a moved warehouse reads on)."""
+def _refresh_inputs(settings: Settings) -> int:
+    """Point the raw views at this warehouse's files (they hold absolute paths: a moved warehouse reads on)
+    and copy the tier-override log in: the build uses the overrides decided before it started. Returns the
+    override log's rows."""
     import duckdb
 
+    from flows.overrides import snapshot_into
     from flows.stages import raw_zone
 
     con = duckdb.connect(str(settings.working_db), config=settings.duckdb_config())
     try:
         raw_zone.refresh_views(con, settings.warehouse)
+        return snapshot_into(con, settings)
     finally:
         con.close()
 
@@ -107,7 +111,8 @@ def build_flow(months: list[dt.date], settings: Settings | None = None, full_ref
     seeds = prepare_seeds_task(settings)
     logger.debug("rule seeds written: %s", ", ".join(seeds))
     rules_version = load_rules(settings.rules_path).version
-    _refresh_raw_views(settings)
+    override_actions = _refresh_inputs(settings)
+    logger.info("tier-override log: %d action(s) as of this build", override_actions)
     outcome = BuildResult()
     for index, month in enumerate(months):
         started = time.perf_counter()

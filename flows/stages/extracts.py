@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from flows.faults import crash_point
+from flows.overrides import ensure_snapshot_table
 from flows.stages import raw_zone
 
 TABLES = ("CUSTOMER", "ACCOUNT", "BALANCE", "TXN", "LOAN", "FX_RATE")
@@ -451,6 +452,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, warehouse: Path | None = None)
         CREATE TABLE IF NOT EXISTS audit.load_attempt (
             batch_date DATE, outcome VARCHAR, message VARCHAR, attempted_at TIMESTAMP)""")
     raw_zone.ensure_raw_schema(con, warehouse if warehouse is not None else database_folder(con))
+    ensure_snapshot_table(con)
 
 
 def database_folder(con: duckdb.DuckDBPyConnection) -> Path:

@@ -47,7 +47,7 @@ from flows.settings import Settings
 log = logging.getLogger(__name__)
 
 # The published tables, and the order their rows are written in (stable files, fast lookups by customer).
-PUBLISHED_TABLES = ("customer_segment", "customer_tier", "tier_summary", "tier_migration")
+PUBLISHED_TABLES = ("customer_segment", "customer_tier", "tier_summary", "tier_migration", "customer_event")
 # Confidential marts: never in published.duckdb, only in the restricted AML release.
 AML_TABLES = ("aml_customer_risk", "aml_trigger_transactions")
 ROW_ORDER = {
@@ -55,10 +55,15 @@ ROW_ORDER = {
     "customer_tier": "cust_id, rule_set",
     "tier_summary": "rule_set, tier_rank DESC, tier",
     "tier_migration": "rule_set, from_tier NULLS FIRST, to_tier",
+    "customer_event": "cust_id, event_type",
     "aml_customer_risk": "cust_id",
     "aml_trigger_transactions": "cust_id, trigger, txn_id",
 }
 DATA_FILE = "data.parquet"
+# The CRM change feed as CSV beside the Parquet: <release>/crm/<YYYY-MM>/customer_event.csv, UTF-8 with a BOM
+# so that Excel and CRM importers (纷享销客, Zoho CRM) read the Chinese as Chinese.
+CRM_DIR, CRM_TABLE = "crm", "customer_event"
+UTF8_BOM = b"\xef\xbb\xbf"
 RESTRICTED_DIR_MODE = 0o700
 RESTRICTED_FILE_MODE = 0o600
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
@@ -69,8 +74,8 @@ CREATE TABLE main.release_log (
     release_id VARCHAR, as_of_month DATE, published_at TIMESTAMP, rules_version VARCHAR,
     rule_set VARCHAR, rule_set_version VARCHAR, gate_run_id VARCHAR,
     customer_segment_rows BIGINT, customer_tier_rows BIGINT, tier_summary_rows BIGINT,
-    tier_migration_rows BIGINT, months_published VARCHAR, restated_months VARCHAR, action VARCHAR,
-    rolled_back_from VARCHAR, month_gate_runs VARCHAR)
+    tier_migration_rows BIGINT, customer_event_rows BIGINT, months_published VARCHAR, restated_months VARCHAR,
+    action VARCHAR, rolled_back_from VARCHAR, month_gate_runs VARCHAR)
 """
 AML_RELEASE_LOG_DDL = """
 CREATE TABLE main.release_log (
@@ -320,6 +325,38 @@ def _check_catalog(tmp: Path, counts: dict[str, int], release_id: str, what: str
         con.close()
 
 
+def crm_csv_part(month: date) -> Path:
+    """Where a month's CRM feed CSV sits inside a release folder (and so under `exports/`)."""
+    return Path(CRM_DIR) / f"{month:%Y-%m}" / f"{CRM_TABLE}.csv"
+
+
+def _write_crm_csv(con: duckdb.DuckDBPyConnection, tmp_folder: Path, months: list[date],
+                   previous: _Previous) -> None:
+    """The CRM feed of every month of the release as CSV: written for the built months, hard-linked from the
+    previous release for the others (a release published before the feed existed has none to carry)."""
+    for month, parquet in previous.files.get(CRM_TABLE, {}).items():
+        source = parquet.parents[2] / crm_csv_part(month)
+        if month not in months and source.exists():
+            target = tmp_folder / crm_csv_part(month)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+    for month in months:
+        target = tmp_folder / crm_csv_part(month)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        plain = target.with_suffix(".nobom")
+        columns = _columns(con, CRM_TABLE)
+        con.execute(f"COPY (SELECT {', '.join(columns)} FROM working.main_marts.{CRM_TABLE} "
+                    f"WHERE as_of_month = DATE '{month.isoformat()}' ORDER BY {ROW_ORDER[CRM_TABLE]}) "
+                    f"TO {_sql_path(plain)} (FORMAT csv, HEADER true)")
+        with open(plain, "rb") as source, open(target, "wb") as out:
+            out.write(UTF8_BOM)
+            shutil.copyfileobj(source, out, 1 << 20)
+        plain.unlink()
+
+
 def _expected_counts(previous: _Previous, written: _Written, tables: tuple[str, ...],
                      months: list[date]) -> dict[str, int]:
     """Rows each view must show: the previous release's rows of the carried months plus the rows written."""
@@ -478,6 +515,7 @@ def publish_release(settings: Settings, months: list[date], gate_runs: dict[date
             meta = _release_meta(con, as_of_month)
             written = _write_release_folder(con, tmp_folder, releases_dir / release_id, PUBLISHED_TABLES,
                                             months, previous)
+            _write_crm_csv(con, tmp_folder, months, previous)
             if with_aml:
                 _prepare_restricted_dir(settings.restricted_dir)
                 restricted_releases.mkdir(mode=RESTRICTED_DIR_MODE, exist_ok=True)

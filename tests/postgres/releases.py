@@ -1,6 +1,6 @@
 """Small month-partitioned releases for the PostgreSQL tests, made by the real `publish_release`.
 
-`Releases` keeps a working database with the four marts (`main_marts`, the published tables' real
+`Releases` keeps a working database with the five marts (`main_marts`, the published tables' real
 columns and types, 60 customers a month) and `gate.run`, and publishes months of it into
 `<root>/warehouse/published.duckdb`: a catalog of views over Parquet month partitions with `release_log`
 and `release_months`, as production has it. `version` changes every money value of a month: publishing a
@@ -33,16 +33,19 @@ CREATE TABLE main_marts.tier_summary (as_of_month DATE, rule_set VARCHAR, tier V
     customers BIGINT, total_avg_daily_aum_cny DECIMAL(38, 2), share_of_customers DECIMAL(9, 6));
 CREATE TABLE main_marts.tier_migration (as_of_month DATE, rule_set VARCHAR, from_tier VARCHAR,
     to_tier VARCHAR, customers BIGINT);
+CREATE TABLE main_marts.customer_event (as_of_month DATE, cust_id VARCHAR, event_type VARCHAR,
+    from_value VARCHAR, to_value VARCHAR, branch_id VARCHAR, cust_name_masked VARCHAR);
 CREATE TABLE gate.run (gate_run_id VARCHAR, as_of_month DATE, started_at TIMESTAMP, finished_at TIMESTAMP,
     success BOOLEAN, blocking_failures INTEGER);
 """
 
-# One month of the four marts; {month} is a DATE literal, {version} an integer, {customers} the count.
+# One month of the five marts; {month} is a DATE literal, {version} an integer, {customers} the count.
 MONTH_SQL = """
 DELETE FROM main_marts.customer_segment WHERE as_of_month = {month};
 DELETE FROM main_marts.customer_tier WHERE as_of_month = {month};
 DELETE FROM main_marts.tier_summary WHERE as_of_month = {month};
 DELETE FROM main_marts.tier_migration WHERE as_of_month = {month};
+DELETE FROM main_marts.customer_event WHERE as_of_month = {month};
 INSERT INTO main_marts.customer_segment (as_of_month, cust_id, cust_type, avg_daily_aum_cny, value_tier,
         months_below, on_watch, rule_set, rule_set_version, rules_version)
     SELECT {month}, 'C' || lpad(i::VARCHAR, 7, '0'), CASE WHEN i % 5 = 0 THEN 'C' ELSE 'P' END,
@@ -66,6 +69,10 @@ INSERT INTO main_marts.tier_summary
 INSERT INTO main_marts.tier_migration
     SELECT as_of_month, rule_set, CASE WHEN cust_id LIKE '%0' THEN NULL ELSE tier END, tier, count(*)
     FROM main_marts.customer_tier WHERE as_of_month = {month} GROUP BY ALL;
+INSERT INTO main_marts.customer_event
+    SELECT as_of_month, cust_id, CASE WHEN on_watch THEN 'WATCH_START' ELSE 'TIER_UP' END, 'MASS', value_tier,
+           'B0' || (months_below + {version})::VARCHAR, '张*'
+    FROM main_marts.customer_segment WHERE as_of_month = {month} AND months_below = 1;
 """
 
 

@@ -4,6 +4,7 @@ was."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from flows.stages.publishing import (
     PublishFailed,
     PublishRefused,
     Release,
+    crm_csv_part,
 )
 
 AUG, SEP, OCT, NOV = "2026-08-31", "2026-09-30", "2026-10-31", "2026-11-30"
@@ -59,6 +61,10 @@ CREATE TABLE main_marts.tier_summary AS
 CREATE TABLE main_marts.tier_migration AS
     SELECT as_of_month, rule_set, NULL::VARCHAR AS from_tier, tier AS to_tier, count(*) AS customers
     FROM main_marts.customer_tier GROUP BY ALL;
+CREATE TABLE main_marts.customer_event AS
+    SELECT as_of_month, cust_id, 'NEW' AS event_type, NULL::VARCHAR AS from_value, value_tier AS to_value,
+           cust_name_masked, '专属客户经理 + 优先理财通道' AS suggested_action
+    FROM main_marts.customer_segment;
 CREATE TABLE gate.run (gate_run_id VARCHAR, as_of_month DATE, started_at TIMESTAMP, finished_at TIMESTAMP,
     success BOOLEAN, blocking_failures INTEGER);
 INSERT INTO gate.run VALUES
@@ -220,7 +226,8 @@ def test_first_release_holds_the_marts_month_by_month_without_personal_data(ware
     # ROW_ORDER, no personal data.
     folder = warehouse / "releases" / release.release_id
     assert release.release_dir == folder
-    assert release_files(folder) == {part(t, m) for t in PUBLISHED_TABLES for m in FIRST}
+    assert release_files(folder) == ({part(t, m) for t in PUBLISHED_TABLES for m in FIRST}
+                                     | {str(crm_csv_part(date.fromisoformat(m))) for m in FIRST})
     for table in PUBLISHED_TABLES:
         for month in FIRST:
             file = folder / part(table, month)
@@ -407,13 +414,25 @@ def test_a_new_month_is_written_and_every_other_month_is_hard_linked(warehouse: 
     second = publish(warehouse, NOV)
     new_folder = warehouse / "releases" / second.release_id
     assert second.months_published == [date(2026, 11, 30)] and second.restated_months == []
-    assert release_files(new_folder) == {part(t, m) for t in PUBLISHED_TABLES for m in (*FIRST, NOV)}
+    crm = {m: str(crm_csv_part(date.fromisoformat(m))) for m in (*FIRST, NOV)}
+    assert release_files(new_folder) == ({part(t, m) for t in PUBLISHED_TABLES for m in (*FIRST, NOV)}
+                                         | set(crm.values()))
     for table in PUBLISHED_TABLES:
         for month in FIRST:  # carried: the very same file as in the previous release
             new, old = (new_folder / part(table, month)).stat(), (old_folder / part(table, month)).stat()
             assert (new.st_ino, new.st_dev) == (old.st_ino, old.st_dev), (table, month)
         written = new_folder / part(table, NOV)
         assert written.stat().st_nlink == 1  # a new file, in this release only
+    for month in FIRST:  # the CRM feed's CSV of a carried month is carried too
+        new, old = (new_folder / crm[month]).stat(), (old_folder / crm[month]).stat()
+        assert (new.st_ino, new.st_dev) == (old.st_ino, old.st_dev), month
+    # The CRM CSV: UTF-8 with a BOM (Excel, 纷享销客 and Zoho read the Chinese), header, the month's rows.
+    raw = (warehouse / "exports" / crm[NOV]).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and not raw[3:].startswith(b"\xef\xbb\xbf")
+    with open(warehouse / "exports" / crm[NOV], encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 and {r["cust_name_masked"] for r in rows} == {"张*"}
+    assert rows[0]["suggested_action"] == "专属客户经理 + 优先理财通道" and rows[0]["event_type"] == "NEW"
     # The previous release is untouched, byte for byte and not even rewritten.
     assert {f: (sha256(old_folder / f), (old_folder / f).stat().st_mtime_ns)
             for f in release_files(old_folder)} == old_files
@@ -562,8 +581,8 @@ def test_aml_marts_go_to_the_restricted_release_only(aml_warehouse: Path) -> Non
     published_tables = {r[0] for r in read_in_new_process(
         aml_warehouse / "published.duckdb", "SELECT table_name FROM information_schema.tables")}
     assert published_tables == {*PUBLISHED_TABLES, "release_log", "release_months"}
-    assert {p.name for p in (aml_warehouse / "exports").iterdir()} == set(PUBLISHED_TABLES)
-    assert {p.name for p in release.release_dir.iterdir()} == set(PUBLISHED_TABLES)
+    assert {p.name for p in (aml_warehouse / "exports").iterdir()} == {*PUBLISHED_TABLES, publishing.CRM_DIR}
+    assert {p.name for p in release.release_dir.iterdir()} == {*PUBLISHED_TABLES, publishing.CRM_DIR}
     # The restricted release: same id, its own folder, 0700 folders and 0600 files all the way down.
     folder = aml_warehouse / "restricted" / "releases" / release.release_id
     assert release_files(folder) == {part(t, m) for t in AML_TABLES for m in FIRST}

@@ -291,6 +291,8 @@ def test_unknown_codes_name_the_place(tmp_path, doc, path, value, expected):
         (("churn", "aum_decline_share"), "-0.3", "churn.aum_decline_share"),
         (("churn", "aum_decline_share"), "1.5", "churn.aum_decline_share"),
         (("churn", "inactive_after_days"), -90, "churn.inactive_after_days"),
+        (("overrides", "max_override_months"), 0, "overrides.max_override_months"),
+        (("overrides", "warn_overridden_share_of_tier"), "0", "overrides.warn_overridden_share_of_tier"),
     ],
 )
 def test_negative_or_out_of_range_numbers_name_the_place(tmp_path, doc, path, value, expected):

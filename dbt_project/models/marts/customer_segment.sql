@@ -33,6 +33,12 @@ corporate_tiers as (
 
 ),
 
+tier_overrides as (
+
+    select * from {{ ref('int_customer_monthly_tier_overrides') }}
+
+),
+
 classifications as (
 
     select * from {{ ref('int_customer_monthly_classifications') }}
@@ -84,8 +90,9 @@ final as (
         cast(measures.aum_3m_days as integer) as aum_3m_days,
         measures.avg_daily_deposit_cny,
         measures.loan_outstanding_cny,
-        segment_tiers.value_tier,
-        segment_tiers.value_tier_name,
+        -- An approved override (特批) publishes its tier; implied tier, months below and watch stay computed.
+        coalesce(tier_overrides.override_tier, segment_tiers.value_tier) as value_tier,
+        coalesce(tier_overrides.override_tier_name, segment_tiers.value_tier_name) as value_tier_name,
         segment_tiers.implied_tier,
         segment_tiers.tier_floor_cny,
         segment_tiers.months_below,
@@ -117,7 +124,10 @@ final as (
         classifications.churn_reason,
         classifications.service_strategy,
         classifications.credit_grade_reason,
-        classifications.customer_class_reason
+        classifications.customer_class_reason,
+        tier_overrides.override_id,
+        tier_overrides.override_tier_reason,
+        tier_overrides.override_until
     from measures
     inner join snapshots
         on measures.as_of_month = snapshots.as_of_month
@@ -128,6 +138,9 @@ final as (
     left join classifications
         on measures.as_of_month = classifications.as_of_month
         and measures.cust_id = classifications.cust_id
+    left join tier_overrides
+        on measures.as_of_month = tier_overrides.as_of_month
+        and measures.cust_id = tier_overrides.cust_id
 
 )
 

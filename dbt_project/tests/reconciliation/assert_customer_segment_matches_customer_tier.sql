@@ -1,4 +1,5 @@
--- customer_segment's tier is the customer_tier row of the same rule set, field for field.
+-- customer_segment's tier is the customer_tier row of the same rule set, field for field; with an approved
+-- override (override_id) the value tier is the override's and everything computed stays customer_tier's.
 with
 
 customer_segment as (
@@ -27,7 +28,7 @@ left join customer_tier
     and customer_segment.cust_id = customer_tier.cust_id
     and customer_segment.rule_set = customer_tier.rule_set
 where customer_tier.tier is null
-    or customer_segment.value_tier <> customer_tier.tier
+    or (customer_segment.override_id is null and customer_segment.value_tier <> customer_tier.tier)
     or customer_segment.implied_tier <> customer_tier.implied_tier
     or customer_segment.months_below <> customer_tier.months_below
     or customer_segment.on_watch <> customer_tier.on_watch

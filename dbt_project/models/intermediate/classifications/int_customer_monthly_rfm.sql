@@ -42,15 +42,25 @@ rfm_classes as (
 
 ),
 
+tier_overrides as (
+
+    select * from {{ ref('int_customer_monthly_tier_overrides') }}
+
+),
+
 population as (
 
-    -- The RFM population: retail customers with a tier of the active rule set at M.
+    -- The RFM population: retail customers with a tier of the active rule set at M. Their tier is the
+    -- published one: an approved override (特批) replaces the computed tier for every classification.
     select
         retail_tiers.as_of_month,
         retail_tiers.cust_id,
-        retail_tiers.tier,
-        retail_tiers.tier_rank
+        coalesce(tier_overrides.override_tier, retail_tiers.tier) as tier,
+        coalesce(tier_overrides.override_tier_rank, retail_tiers.tier_rank) as tier_rank
     from retail_tiers
+    left join tier_overrides
+        on retail_tiers.as_of_month = tier_overrides.as_of_month
+        and retail_tiers.cust_id = tier_overrides.cust_id
     where retail_tiers.rule_set in (
             select value_tiers.rule_set from value_tiers
             where value_tiers.is_active

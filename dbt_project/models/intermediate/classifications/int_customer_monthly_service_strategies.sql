@@ -26,6 +26,12 @@ value_tiers as (
 
 ),
 
+tier_overrides as (
+
+    select * from {{ ref('int_customer_monthly_tier_overrides') }}
+
+),
+
 retail_strategies as (
 
     -- Retail: the strategy of the customer's tier in the active rule set.
@@ -45,14 +51,18 @@ retail_strategies as (
 
 corporate_strategies as (
 
+    -- The published tier's strategy: an approved override's tier, else the computed one.
     select
         corporate_tiers.as_of_month,
         corporate_tiers.cust_id,
         service_strategies.service_strategy
     from corporate_tiers
+    left join tier_overrides
+        on corporate_tiers.as_of_month = tier_overrides.as_of_month
+        and corporate_tiers.cust_id = tier_overrides.cust_id
     left join service_strategies
         on corporate_tiers.rule_set = service_strategies.rule_set
-        and corporate_tiers.tier = service_strategies.tier_code
+        and coalesce(tier_overrides.override_tier, corporate_tiers.tier) = service_strategies.tier_code
 
 ),
 
