@@ -55,6 +55,7 @@ SEGMENT_COLUMNS = (
     "grace_months", "on_watch", "previous_tier", "tier_change", "effective_from", "rule_set",
     "rule_set_version", "rules_version",
 )
+OVERRIDE_COLUMNS = ("override_id", "override_tier_reason", "override_until")
 # A release published before the models wrote their reasons (issue 10) has none to show.
 NO_RECORDED_REASON = "not recorded by the release that wrote this row (published before reasons were)"
 EVIDENCE_UNAVAILABLE = "evidence unavailable until the running pipeline ends (working database locked)"
@@ -86,6 +87,8 @@ class Explanation:
     aml: dict | None = None  # only with include_aml, from the restricted database
     # {"current": {...}, "row": {...} | None, "same": bool | None, "time_zone", "statement"}: see _release
     release: dict | None = None
+    # The approved tier override (特批) that set the published tier, with its audit trail; None without.
+    override: dict | None = None
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))
@@ -113,6 +116,9 @@ def explain_customer(settings: Settings, cust_id: str, as_of: dt.date | None = N
             known = pub.execute("select count(*) from customer_segment where cust_id = ?", [cust_id]).fetchone()[0]
             raise ExplainError(f"customer {cust_id} has no published result for {month:%Y-%m}" if known
                                else f"unknown customer {cust_id}")
+        if all(c in seg_columns for c in OVERRIDE_COLUMNS):
+            row.update(_one(pub, f"select {', '.join(OVERRIDE_COLUMNS)} from customer_segment "
+                                 "where cust_id = ? and as_of_month = ?", [cust_id, month]))
         release = _release(pub, month)
         rule_sets = _all(pub, "select rule_set, rule_set_version, measure, measure_value_cny, implied_tier, "
                               "tier_floor_cny, months_below, grace_months, on_watch, tier, tier_name, "
@@ -146,11 +152,29 @@ def explain_customer(settings: Settings, cust_id: str, as_of: dt.date | None = N
         rule_ladder, rule_corporate = _ladders_from_rules_file(settings.rules_path)
         ladder_rows = ladder_rows if ladder_rows is not None else rule_ladder
         corporate_rows = corporate_rows if corporate_rows is not None else rule_corporate
+    if row.get("override_id"):
+        row["computed_tier"] = next((r["tier"] for r in rule_sets if r["rule_set"] == row["rule_set"]), None)
     explanation = _assemble(row, month, release, rule_sets, history, classes, evidence, ladder_rows,
                             corporate_rows, notes)
+    if row.get("override_id"):
+        explanation.override = _override(settings, row, rule_sets)
+        if explanation.hysteresis:  # what the hysteresis gave, underneath the override
+            explanation.hysteresis["published_tier"] = explanation.override["computed_tier"]
     if include_aml:
         explanation.aml = _read_aml(settings.restricted_db, cust_id, month)
     return explanation
+
+
+def _override(settings: Settings, row: dict, rule_sets: list[dict]) -> dict:
+    """The override on the row, its computed tier, and who asked, approved (and revoked) it from the log."""
+    from flows.overrides import load_overrides
+
+    computed = next((r for r in rule_sets if r["rule_set"] == row["rule_set"]), {})
+    found = load_overrides(settings).get(row["override_id"])
+    trail = found.as_dict() if found else None
+    return {"override_id": row["override_id"], "tier": row["value_tier"], "tier_name": row["value_tier_name"],
+            "computed_tier": computed.get("tier"), "computed_tier_name": computed.get("tier_name"),
+            "reason": row["override_tier_reason"], "until": row["override_until"], "log": trail}
 
 
 def _read_aml(aml_db: Path, cust_id: str, month: dt.date) -> dict:
@@ -479,7 +503,8 @@ def _split_row(r: dict) -> dict:
 
 
 def _hysteresis_reason(row: dict) -> str:
-    held, implied, tier = row["previous_tier"], row["implied_tier"], row["value_tier"]
+    # Under an override the hysteresis explains the computed tier (customer_tier's), not the published one.
+    held, implied, tier = row["previous_tier"], row["implied_tier"], row.get("computed_tier", row["value_tier"])
     if held is None:
         return f"first evaluated month: published tier = implied tier {implied}"
     if row["months_below"] == 0 and tier == implied:
@@ -575,6 +600,7 @@ def render_text(e: Explanation) -> str:
              *_render_release(e.release),
              f"result: {e.result['value_tier']} {e.result['value_tier_name']} (implied {e.result['implied_tier']}, "
              f"change {e.result['tier_change']}, effective from {e.result['effective_from']})",
+             *_render_override(e.override),
              *[f"note: {n}" for n in e.notes], "", "measures"]
     ev = e.evidence
     if ev:
@@ -658,6 +684,26 @@ def render_text(e: Explanation) -> str:
                          f"{_money(t['amount'])} {t['currency']} (= {_money(t['amount_cny'])} CNY)"
                          + (f" counterparty {t['counterparty_country']}" if t["counterparty_country"] else ""))
     return "\n".join(lines)
+
+
+def _render_override(o: dict | None) -> list[str]:
+    """The override beside the computed tier: who asked, who approved, why, until when."""
+    if not o:
+        return []
+    lines = [f"override {o['override_id']} (特批): published {o['tier']} {o['tier_name']} instead of the computed "
+             f"{o['computed_tier']} {o['computed_tier_name'] or ''}; holds through {o['until']:%Y-%m}, then the "
+             "computed tier returns"]
+    log = o["log"]
+    if log is None:
+        lines.append("  (not in this warehouse's override log: see overrides/override_log.jsonl of its backup)")
+        return lines
+    lines.append(f"  asked by {log['requested_by']} at {log['requested_at']}: {log['reason']}")
+    note = f": {log['decision_note']}" if log["decision_note"] else ""
+    lines.append(f"  approved by {log['decided_by']} at {log['decided_at']}{note} (from {log['first_month']})")
+    if log["revoked_by"]:
+        lines.append(f"  revoked by {log['revoked_by']} at {log['revoked_at']} from {log['revoked_from']}: "
+                     f"{log['revoke_reason']}")
+    return lines
 
 
 def _render_release(release: dict | None) -> list[str]:

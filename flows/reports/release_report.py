@@ -107,6 +107,9 @@ class ReleaseData:
     quadrants: list[dict[str, Any]]
     credit: list[dict[str, Any]]
     churn: list[dict[str, Any]]
+    # Customers whose published tier is an approved override (特批), and the month's CRM events by type.
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -159,9 +162,26 @@ def read_release(published_db: Path, as_of_month: date) -> ReleaseData:
             # churn_warning is NULL where it does not apply (corporate types): those are not counted.
             churn=_records(con, "SELECT churn_reason, count(*) AS customers FROM main.customer_segment "
                                 "WHERE as_of_month = ? AND churn_warning IS NOT NULL GROUP BY ALL", month),
+            **_crm_records(con, month),
         )
     finally:
         con.close()
+
+
+def _crm_records(con: duckdb.DuckDBPyConnection, month: list[date]) -> dict[str, list[dict[str, Any]]]:
+    """Overrides and events of the month, when the release has them (releases before issue 11 do not)."""
+    columns = {r[0] for r in con.execute("SELECT table_name || '.' || column_name FROM information_schema.columns "
+                                         "WHERE table_name IN ('customer_segment', 'customer_event')").fetchall()}
+    found: dict[str, list[dict[str, Any]]] = {}
+    if "customer_segment.override_id" in columns:
+        found["overrides"] = _records(
+            con, "SELECT value_tier, value_tier_name, override_id, cust_id, cust_name_masked, branch_id, "
+                 "implied_tier, override_until, override_tier_reason FROM main.customer_segment "
+                 "WHERE as_of_month = ? AND override_id IS NOT NULL ORDER BY value_tier, override_id", month)
+    if "customer_event.event_type" in columns:
+        found["events"] = _records(con, "SELECT event_type, count(*) AS customers FROM main.customer_event "
+                                        "WHERE as_of_month = ? GROUP BY ALL ORDER BY event_type", month)
+    return found
 
 
 def read_gate_run(working_db: Path, as_of_month: date, gate_run_id: str | None) -> GateRun | None:
@@ -434,6 +454,45 @@ def _tier_table(data: ReleaseData) -> str:
             + "".join(body) + "</tbody></table>")
 
 
+def _override_section(data: ReleaseData) -> str:
+    """Overrides by tier, then those whose last month this is (the computed tier returns next month)."""
+    if not data.overrides:
+        return '<p class="note">本月没有特批 no tier overrides apply this month.</p>'
+    by_tier: dict[tuple[str, str], int] = {}
+    for r in data.overrides:
+        key = (r["value_tier"], r["value_tier_name"])
+        by_tier[key] = by_tier.get(key, 0) + 1
+    rows = "".join(f'<tr><td>{escape(code)}</td><td>{escape(str(name))}</td><td class="num">{n:,}</td></tr>'
+                   for (code, name), n in sorted(by_tier.items()))
+    html = ("<table class=\"overrides-by-tier\"><thead><tr><th>层级 tier</th><th>名称 name</th>"
+            "<th>特批客户 overridden customers</th></tr></thead><tbody>" + rows + "</tbody></table>")
+    month = data.release["as_of_month"]
+    ending = [r for r in data.overrides if r["override_until"] == month]
+    if ending:
+        items = "".join(
+            f'<tr><td><code>{escape(r["override_id"])}</code></td><td>{escape(r["cust_id"])}</td>'
+            f'<td>{escape(str(r["cust_name_masked"]))}</td><td>{escape(str(r["branch_id"]))}</td>'
+            f'<td>{escape(r["value_tier"])}</td><td>{escape(str(r["implied_tier"]))}</td>'
+            f'<td>{escape(str(r["override_tier_reason"]))}</td></tr>' for r in ending)
+        html += ("<h3>下月结束 Ending next month</h3><table class=\"overrides-ending\"><thead><tr><th>override</th>"
+                 "<th>客户 customer</th><th>姓名 name</th><th>网点 branch</th><th>特批层级 override tier</th>"
+                 "<th>测算层级 implied tier</th><th>原因 reason</th></tr></thead><tbody>" + items + "</tbody></table>")
+    else:
+        html += '<p class="note">没有下月结束的特批 no override ends after this month.</p>'
+    return html
+
+
+def _event_table(data: ReleaseData) -> str:
+    if not data.events:
+        return '<p class="note">没有客户事件 no change feed in this release.</p>'
+    rows = "".join(f'<tr><td><code>{escape(r["event_type"])}</code></td><td class="num">{r["customers"]:,}</td></tr>'
+                   for r in data.events)
+    return ("<table class=\"events\"><thead><tr><th>事件 event</th><th>客户数 customers</th></tr></thead><tbody>"
+            + rows + "</tbody></table><p class=\"note\">The feed: <code>exports/customer_event/</code> (Parquet) "
+            f"and <code>exports/crm/{data.release['as_of_month']:%Y-%m}/customer_event.csv</code> (UTF-8 with BOM); "
+            "<code>tiering events --as-of</code> prints it.</p>")
+
+
 def _gate_table(gate: GateRun) -> str:
     body = []
     for r in gate.results:
@@ -503,6 +562,12 @@ def render_release_report(data: ReleaseData, gate: GateRun | None, figures: dict
 <h2>层级迁移 Tier migration</h2>
 {charts["chart-migration-matrix"]}
 {charts["chart-migration-corporate"]}
+
+<h2>特批 Tier overrides</h2>
+{_override_section(data)}
+
+<h2>客户事件 Changes for the CRM</h2>
+{_event_table(data)}
 
 <h2>客户分类 Classifications</h2>
 {charts["chart-rfm-classes"]}
