@@ -242,7 +242,7 @@ def hand_made_catalog(db: Path) -> list[tuple]:
                single, tiny, ushort, uint, clock, stamped_tz, id, payload)
     """)
     con.execute("CREATE VIEW customer_segment AS SELECT * FROM segment_rows")
-    for table in ("customer_tier", "tier_summary", "tier_migration"):
+    for table in ("customer_tier", "tier_summary", "tier_migration", "customer_event"):
         con.execute(f"CREATE VIEW {table} AS SELECT DATE '2026-03-31' AS as_of_month, 1::BIGINT AS customers "
                     "WHERE false")
     con.execute("CREATE TABLE release_log AS SELECT 'r1' AS release_id, DATE '2026-03-31' AS as_of_month, "
@@ -262,7 +262,8 @@ def test_every_mapped_type_round_trips(tmp_path, postgres_url):
     publication = publish_to_postgres(db, postgres_url, schema="bi tiering", reader_role="bi-reader")
 
     assert publication.row_counts == {"customer_segment": 2, "customer_tier": 0, "tier_summary": 0,
-                                      "tier_migration": 0, "release_log": 1, "release_months": 2}
+                                      "tier_migration": 0, "customer_event": 0, "release_log": 1,
+                                      "release_months": 2}
     _columns, rows = postgres_rows(postgres_url, "customer_segment", schema="bi tiering")
 
     def as_float32(row: tuple) -> tuple:
@@ -288,7 +289,8 @@ def test_every_mapped_type_round_trips(tmp_path, postgres_url):
 
     assert second.mode == "incremental" and second.months_written == (dt.date(2026, 3, 31),)
     assert second.rows_written == {"customer_segment": 1, "customer_tier": 0, "tier_summary": 0,
-                                   "tier_migration": 0, "release_log": 1, "release_months": 1}
+                                   "tier_migration": 0, "customer_event": 0, "release_log": 1,
+                                   "release_months": 1}
     _columns, rows = postgres_rows(postgres_url, "customer_segment", schema="bi tiering")
     assert Counter(map(as_float32, rows)) == Counter(map(as_float32, expected))
 
