@@ -47,9 +47,19 @@ build_month as (
 
 ladders as (
 
-    select value_tiers.rule_set, value_tiers.tier_code, value_tiers.tier_rank from value_tiers
+    select
+        value_tiers.rule_set,
+        value_tiers.tier_code,
+        value_tiers.tier_rank
+    from value_tiers
+
     union all
-    select corporate_tiers.rule_set, corporate_tiers.tier_code, corporate_tiers.tier_rank from corporate_tiers
+
+    select
+        corporate_tiers.rule_set,
+        corporate_tiers.tier_code,
+        corporate_tiers.tier_rank
+    from corporate_tiers
 
 ),
 
@@ -123,84 +133,142 @@ paired as materialized (
 events as (
 
     -- Tier events carry the published tier's service strategy; behaviour events the quadrant's action.
-    select *, 'NEW' as event_type, cast(null as varchar) as from_value, value_tier as to_value,
-        effective_from as event_effective_from, service_strategy as suggested_action
+    select
+        paired.cust_id,
+        'NEW' as event_type,
+        cast(null as varchar) as from_value,
+        paired.value_tier as to_value,
+        paired.effective_from as event_effective_from,
+        paired.service_strategy as suggested_action
     from paired
-    where not was_published
+    where not paired.was_published
 
     union all
 
     -- A different code at an equal rank (the active rule set was switched) counts as up.
-    select *, 'TIER_UP', previous_value_tier, value_tier, effective_from, service_strategy
+    select
+        paired.cust_id,
+        'TIER_UP' as event_type,
+        paired.previous_value_tier as from_value,
+        paired.value_tier as to_value,
+        paired.effective_from as event_effective_from,
+        paired.service_strategy as suggested_action
     from paired
-    where was_published and value_tier <> previous_value_tier and value_tier_rank >= previous_value_tier_rank
+    where paired.was_published
+        and paired.value_tier <> paired.previous_value_tier
+        and paired.value_tier_rank >= paired.previous_value_tier_rank
 
     union all
 
-    select *, 'TIER_DOWN', previous_value_tier, value_tier, effective_from, service_strategy
+    select
+        paired.cust_id,
+        'TIER_DOWN' as event_type,
+        paired.previous_value_tier as from_value,
+        paired.value_tier as to_value,
+        paired.effective_from as event_effective_from,
+        paired.service_strategy as suggested_action
     from paired
-    where was_published and value_tier <> previous_value_tier and value_tier_rank < previous_value_tier_rank
+    where paired.was_published
+        and paired.value_tier <> paired.previous_value_tier
+        and paired.value_tier_rank < paired.previous_value_tier_rank
 
     union all
 
     -- Entered the grace period: the held tier drops to the implied one unless assets return.
-    select *, 'WATCH_START', value_tier, implied_tier, effective_from, behaviour_action
+    select
+        paired.cust_id,
+        'WATCH_START' as event_type,
+        paired.value_tier as from_value,
+        paired.implied_tier as to_value,
+        paired.effective_from as event_effective_from,
+        paired.behaviour_action as suggested_action
     from paired
-    where on_watch and not was_on_watch
+    where paired.on_watch and not paired.was_on_watch
 
     union all
 
-    select *, 'CHURN_WARNING', cast(null as varchar), churn_reason, effective_from, behaviour_action
+    select
+        paired.cust_id,
+        'CHURN_WARNING' as event_type,
+        cast(null as varchar) as from_value,
+        paired.churn_reason as to_value,
+        paired.effective_from as event_effective_from,
+        paired.behaviour_action as suggested_action
     from paired
-    where churn_warning and not was_churn_warning
+    where paired.churn_warning and not paired.was_churn_warning
 
     union all
 
-    select *, 'CLASS_CHANGE', previous_customer_class, customer_class, effective_from, behaviour_action
+    select
+        paired.cust_id,
+        'CLASS_CHANGE' as event_type,
+        paired.previous_customer_class as from_value,
+        paired.customer_class as to_value,
+        paired.effective_from as event_effective_from,
+        paired.behaviour_action as suggested_action
     from paired
-    where was_published and customer_class <> previous_customer_class
+    where paired.was_published and paired.customer_class <> paired.previous_customer_class
 
     union all
 
-    select *, 'OVERRIDE_START', previous_value_tier, value_tier, effective_from, service_strategy
+    select
+        paired.cust_id,
+        'OVERRIDE_START' as event_type,
+        paired.previous_value_tier as from_value,
+        paired.value_tier as to_value,
+        paired.effective_from as event_effective_from,
+        paired.service_strategy as suggested_action
     from paired
-    where override_id is not null and override_id is distinct from previous_override_id
+    where paired.override_id is not null and paired.override_id is distinct from paired.previous_override_id
 
     union all
 
     -- Back to the computed tier (the override ended or was revoked, or another one replaced it).
-    select *, 'OVERRIDE_END', previous_value_tier, value_tier, effective_from, service_strategy
+    select
+        paired.cust_id,
+        'OVERRIDE_END' as event_type,
+        paired.previous_value_tier as from_value,
+        paired.value_tier as to_value,
+        paired.effective_from as event_effective_from,
+        paired.service_strategy as suggested_action
     from paired
-    where previous_override_id is not null and previous_override_id is distinct from override_id
+    where paired.previous_override_id is not null and paired.previous_override_id is distinct from paired.override_id
 
     union all
 
     -- This month is the override's last: next month's evaluation publishes the computed tier.
-    select *, 'OVERRIDE_ENDING_NEXT_MONTH', value_tier, computed_tier,
-        cast(effective_from + interval 1 month as date), computed_tier_strategy
+    select
+        paired.cust_id,
+        'OVERRIDE_ENDING_NEXT_MONTH' as event_type,
+        paired.value_tier as from_value,
+        paired.computed_tier as to_value,
+        cast(paired.effective_from + interval 1 month as date) as event_effective_from,
+        paired.computed_tier_strategy as suggested_action
     from paired
-    where override_id is not null and override_until = as_of_month
+    where paired.override_id is not null and paired.override_until = paired.as_of_month
 
 ),
 
 final as (
 
     select
-        as_of_month,
-        cust_id,
-        event_type,
-        from_value,
-        to_value,
-        event_effective_from as effective_from,
-        cust_type,
-        branch_id,
-        cust_name_masked,
-        mobile_masked,
-        value_tier,
-        override_id,
-        suggested_action,
+        paired.as_of_month,
+        events.cust_id,
+        events.event_type,
+        events.from_value,
+        events.to_value,
+        events.event_effective_from as effective_from,
+        paired.cust_type,
+        paired.branch_id,
+        paired.cust_name_masked,
+        paired.mobile_masked,
+        paired.value_tier,
+        paired.override_id,
+        events.suggested_action,
         {{ rule_value('release', 'rules_version') }} as rules_version
     from events
+    inner join paired
+        on events.cust_id = paired.cust_id
 
 )
 
