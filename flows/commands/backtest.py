@@ -154,6 +154,7 @@ def _published_month(published_db: Path, as_of: dt.date) -> str:
 def _prepare_scratch(settings: Settings, rules: Rules, scratch: Path, log) -> Settings:
     """A scratch warehouse reading the warehouse's raw zone, and a copy of the dbt project with the
     candidate's seeds."""
+    from flows.overrides import snapshot_into
     from flows.rules import write_seeds
     from flows.stages import raw_zone
 
@@ -174,6 +175,9 @@ def _prepare_scratch(settings: Settings, rules: Rules, scratch: Path, log) -> Se
         con.execute("CREATE TABLE audit.batch_log AS SELECT * FROM batch_log_rows")
         con.execute("CREATE SCHEMA raw")
         raw_zone.refresh_views(con, settings.warehouse)  # the original raw files, read-only
+        # The warehouse's override log: an override never changes a published month (it starts at the first
+        # month not yet published), so the replayed months get the overrides their releases had.
+        snapshot_into(con, settings)
     finally:
         con.close()
     shutil.copytree(settings.dbt_project_dir, copy.dbt_project_dir, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"),
