@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from unittest import mock
+
 import pytest
+
+from flows.settings import DBT_PROJECT_DIR
+from tests.support.isolation import DBT_PROJECT_ENV, copy_dbt_project, free_port
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_dbt_project(tmp_path_factory) -> Path:
+    """This session's (with pytest-xdist: this worker's) own copy of dbt_project, named by
+    TIERING_DBT_PROJECT_DIR for Settings.from_env, tests/support/isolation.settings_for and the `tiering`
+    commands tests start (they inherit it). Every build writes the rule seeds of its rules file, and dbt its
+    target/ and logs/: two workers building in one folder would clobber each other.
+
+    Fails the session if the repository's dbt_project changed meanwhile: a test reached it directly."""
+    before = _files(DBT_PROJECT_DIR)
+    copy = copy_dbt_project(tmp_path_factory.mktemp("dbt") / "dbt_project")
+    previous = os.environ.get(DBT_PROJECT_ENV)
+    os.environ[DBT_PROJECT_ENV] = str(copy)
+    yield copy
+    if previous is None:
+        os.environ.pop(DBT_PROJECT_ENV, None)
+    else:
+        os.environ[DBT_PROJECT_ENV] = previous
+    after = _files(DBT_PROJECT_DIR)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"tests wrote into the repository's dbt_project (use the worker's copy): {changed[:10]}"
 
 
 @pytest.fixture(scope="session")
 def prefect_harness():
     """A temporary Prefect server and database for the flow tests of this session (start-up ~12 s)."""
+    from prefect.testing import utilities
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=90):
+    # The harness probes a free port with bind(0): from this worker's range instead, so that the two workers'
+    # harnesses (started together at the beginning of the session) cannot be handed the same one.
+    with mock.patch.object(utilities, "_find_available_port", free_port), \
+            prefect_test_harness(server_startup_timeout=90):
         yield
 
 
