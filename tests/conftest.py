@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -10,6 +11,51 @@ import pytest
 
 from flows.settings import DBT_PROJECT_DIR
 from tests.support.isolation import DBT_PROJECT_ENV, copy_dbt_project, free_port
+
+# `make test` runs two pytest-xdist workers (`-n 2 --dist loadfile --no-loadscope-reorder`). A work unit is a test
+# module, as with loadfile (its module fixtures are built once, on one worker), except that the modules using the
+# session's published warehouse are one unit: the warehouse is built once (2–3 min), not on both workers. Units
+# are handed out in collection order, which the workers sort longest first, so that the many short modules fill
+# the end of both workers (durations in BENCHMARKS.md, "Test suite on two workers"). Not xdist_group marks with
+# loadgroup: pytest-xdist 3.8 groups by renaming `item._nodeid`, which pytest 9.2 no longer reads.
+PUBLISHED_WAREHOUSE = "published_warehouse"
+PUBLISHED_WAREHOUSE_MODULES = frozenset(f"tests/{name}.py" for name in (
+    "flows/test_artifacts", "flows/test_backtest", "flows/test_explain", "flows/test_release_report",
+    "integration/test_attacks", "integration/test_classifications", "integration/test_release_parity",
+    "integration/test_rule_change", "postgres/test_postgres_publish", "postgres/test_publish_flow_postgres"))
+LONGEST_FIRST = ("tests/integration/test_monthly_run.py", PUBLISHED_WAREHOUSE, "tests/browser/test_prefect_ui.py")
+
+
+def _work_unit(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return PUBLISHED_WAREHOUSE if module in PUBLISHED_WAREHOUSE_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: plain pytest runs without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndPublishedWarehouse(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return ModulesAndPublishedWarehouse(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not hasattr(config, "workerinput"):  # not a pytest-xdist worker: the plain order
+        return
+    users = {item.nodeid.split("::", 1)[0] for item in items if PUBLISHED_WAREHOUSE in item.fixturenames}
+    collected = {item.nodeid.split("::", 1)[0] for item in items}
+    if stale := sorted(users ^ (PUBLISHED_WAREHOUSE_MODULES & collected)):
+        # Not an error: such a module still passes, it only builds the warehouse on a second worker (or not).
+        warnings.warn(pytest.PytestWarning(f"update PUBLISHED_WAREHOUSE_MODULES in tests/conftest.py: {stale}"),
+                      stacklevel=1)
+    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_work_unit(item.nodeid), len(rank)))  # stable: else as collected
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
