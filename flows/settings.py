@@ -43,7 +43,8 @@ class Settings:
     TIERING_PUBLISH_POSTGRES (optional PostgreSQL URL the release is also published to),
     TIERING_DUCKDB_MEMORY_LIMIT / TIERING_DUCKDB_THREADS / TIERING_DUCKDB_TEMP_DIR (every DuckDB connection
     of the pipeline: a month larger than the memory limit spills to the temp folder instead of failing),
-    TIERING_DBT_THREADS (dbt nodes run at once).
+    TIERING_DBT_THREADS (dbt nodes run at once), TIERING_DBT_PROJECT_DIR (the dbt project a run builds with and
+    writes its rule seeds, target/ and logs/ into; the tests give each pytest worker its own copy).
 
     A frozen dataclass, not a pydantic model: Prefect validates it as a flow parameter by identity (the
     subflows get this very object) and stores it as its fields (`dataclasses.asdict`), and the CLI's
@@ -75,6 +76,7 @@ class Settings:
             rules_path=Path(rules or env.get("TIERING_RULES") or DEFAULT_RULES).resolve(),
             ok_wait_seconds=_float(env, "TIERING_OK_WAIT_SECONDS", 60.0),
             ok_poll_seconds=_float(env, "TIERING_OK_POLL_SECONDS", 5.0),
+            dbt_project_dir=Path(env.get("TIERING_DBT_PROJECT_DIR") or DBT_PROJECT_DIR).resolve(),
             duckdb_memory_limit=_memory(env, "TIERING_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT),
             duckdb_threads=_positive_int(env, "TIERING_DUCKDB_THREADS", os.cpu_count() or 1),
             duckdb_temp_dir=Path(env["TIERING_DUCKDB_TEMP_DIR"]).resolve() if env.get("TIERING_DUCKDB_TEMP_DIR")

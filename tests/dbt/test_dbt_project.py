@@ -19,6 +19,7 @@ from flows.rules import load_rules
 from flows.settings import Settings
 from flows.stages.build import NodeProgress
 from flows.stages.extracts import ensure_schema
+from tests.support.isolation import settings_for
 from tests.support.raw_batches import load_rows, set_batch_status
 
 MONTH_START, AS_OF = dt.date(2024, 2, 1), dt.date(2024, 2, 29)  # a leap February: 29 days
@@ -107,7 +108,7 @@ BUILD_PROGRESS: dict[str, NodeProgress] = {}
 def empty_build(tmp_path_factory):
     """Seeds from the shipped rules, then `dbt build` (unit tests, models, data tests) on empty raw tables."""
     tmp = tmp_path_factory.mktemp("dbt_empty")
-    settings = Settings(warehouse=tmp / "warehouse")
+    settings = settings_for(warehouse=tmp / "warehouse")
     settings.warehouse.mkdir()
     con = duckdb.connect(str(settings.working_db))
     ensure_schema(con, settings.warehouse)
@@ -229,7 +230,7 @@ def test_personal_data_is_masked(month_build):
 def test_missing_balance_date_fails_naming_it(month_build, tmp_path):
     settings, _, tmp = month_build
     # A copy, so the other tests keep their complete month.
-    copy = Settings(warehouse=tmp_path / "warehouse")
+    copy = settings_for(warehouse=tmp_path / "warehouse")
     copy.warehouse.mkdir()
     shutil.copy(settings.working_db, copy.working_db)
     shutil.copytree(settings.warehouse / "raw", copy.warehouse / "raw")
@@ -248,7 +249,7 @@ def test_missing_balance_date_fails_naming_it(month_build, tmp_path):
 def test_an_incomplete_rules_section_fails_the_build(month_build, tmp_path):
     """A section seed with an empty rule fails its completeness test: no rule silently reads as NULL."""
     settings, _, _ = month_build
-    copy = Settings(warehouse=tmp_path / "warehouse")
+    copy = settings_for(warehouse=tmp_path / "warehouse")
     copy.warehouse.mkdir()
     shutil.copy(settings.working_db, copy.working_db)
     seed = settings.dbt_project_dir / "seeds" / "rule_churn.csv"

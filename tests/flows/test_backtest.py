@@ -22,7 +22,8 @@ from flows.cli import main
 from flows.commands import backtest as backtest_module
 from flows.commands.backtest import BacktestError, run_backtest
 from flows.rules import RulesError
-from flows.settings import DEFAULT_RULES, Settings
+from flows.settings import DEFAULT_RULES
+from tests.support.isolation import settings_for
 from tests.support.rules_cases import INVALID, candidate_with
 
 
@@ -97,7 +98,7 @@ def test_raised_gold_floor_moves_exactly_the_predicted_customers(warehouse, publ
     assert expected, "the raised floor should move somebody"
 
     out = tmp_path / "report"
-    result = run_backtest(candidate, as_of, Settings(warehouse=warehouse), out)
+    result = run_backtest(candidate, as_of, settings_for(warehouse=warehouse), out)
 
     by_name = {c.name: c for c in result.classifications}
     for name in ("value_tier", "customer_tier.cib_monthly"):
@@ -148,7 +149,7 @@ def test_invalid_candidate_is_refused_with_its_line_before_any_work(case, tmp_pa
     monkeypatch.setattr(backtest_module, "_prepare_scratch", lambda *a, **k: started.append(a))
     warehouse = tmp_path / "warehouse"  # not even needed: the candidate is refused first
     with pytest.raises(RulesError) as info:
-        run_backtest(candidate, dt.date(2026, 3, 31), Settings(warehouse=warehouse), tmp_path / "out")
+        run_backtest(candidate, dt.date(2026, 3, 31), settings_for(warehouse=warehouse), tmp_path / "out")
     message = str(info.value)
     assert message.startswith(f"{candidate}, line {expected_line}: "), message
     assert problem in message and "\n" not in message
@@ -165,7 +166,7 @@ def test_cli_refuses_an_invalid_candidate_in_one_line(tmp_path, capsys):
 
 def test_unpublished_month_is_refused(warehouse, tmp_path):
     with pytest.raises(BacktestError, match=r"2026-04 is not published \(published months: 2026-01 … 2026-03 \(3 months\)\)"):
-        run_backtest(DEFAULT_RULES, dt.date(2026, 4, 30), Settings(warehouse=warehouse), tmp_path / "out")
+        run_backtest(DEFAULT_RULES, dt.date(2026, 4, 30), settings_for(warehouse=warehouse), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -178,7 +179,7 @@ def test_locked_working_database_is_refused_in_one_line(warehouse, published_war
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
         with pytest.raises(BacktestError, match="is in use by a pipeline") as info:
-            run_backtest(DEFAULT_RULES, published_warehouse[2], Settings(warehouse=warehouse), tmp_path / "out")
+            run_backtest(DEFAULT_RULES, published_warehouse[2], settings_for(warehouse=warehouse), tmp_path / "out")
         assert "\n" not in str(info.value) and time.monotonic() - started < 30
     finally:
         holder.kill()

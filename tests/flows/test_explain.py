@@ -18,6 +18,7 @@ from flows.commands.explain import EVIDENCE_UNAVAILABLE, explain_customer, rende
 from flows.rules import load_rules
 from flows.settings import DEFAULT_RULES, Settings
 from tests.integration.reference_model import read_extract
+from tests.support.isolation import settings_for
 
 AUM_PRODUCTS = {"CASA", "TD", "WM", "FUND", "INS", "GOLD"}
 
@@ -68,7 +69,7 @@ def test_measure_and_evidence_agree_with_published_and_raw(cases, case):
     if case not in picks:
         pytest.skip(f"no {case} customer in the fixture month")
     cust_id = picks[case]
-    e = explain_customer(Settings(warehouse=warehouse), cust_id)
+    e = explain_customer(settings_for(warehouse=warehouse), cust_id)
     assert e.as_of_month == as_of and not e.notes
     (published_avg, published_3m, days), = _published(
         warehouse, "select avg_daily_aum_cny, aum_3m_avg_cny, aum_days from customer_segment "
@@ -95,7 +96,7 @@ def test_ladder_and_hysteresis_follow_the_rules_file(cases, case):
     warehouse, as_of, picks, landing = cases
     if case not in picks:
         pytest.skip(f"no {case} customer in the fixture month")
-    e = explain_customer(Settings(warehouse=warehouse), picks[case])
+    e = explain_customer(settings_for(warehouse=warehouse), picks[case])
     rules = load_rules(DEFAULT_RULES)
     rule_set = rules.rule_sets[e.rules["rule_set"]]
     assert e.rules["rule_set_version"] == rule_set.version and e.rules["rules_version"] == rules.version
@@ -120,7 +121,7 @@ def test_ladder_and_hysteresis_follow_the_rules_file(cases, case):
 
 def test_corporate_is_measured_on_deposits_and_loans(cases):
     warehouse, _, picks, _landing = cases
-    e = explain_customer(Settings(warehouse=warehouse), picks["corporate"])
+    e = explain_customer(settings_for(warehouse=warehouse), picks["corporate"])
     assert e.ladder is None and e.hysteresis is None
     rules = load_rules(DEFAULT_RULES)
     k = e.corporate
@@ -135,7 +136,7 @@ def test_json_parses_and_matches(cases, capsys):
     cust_id = picks.get("watch", picks["up"])
     assert main(["explain", cust_id, "--json", "--warehouse", str(warehouse), "--as-of", f"{as_of:%Y-%m}"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    e = explain_customer(Settings(warehouse=warehouse), cust_id, as_of)
+    e = explain_customer(settings_for(warehouse=warehouse), cust_id, as_of)
     assert doc == json.loads(to_json(e)) == e.to_dict()
     assert doc["measures"]["avg_daily_aum_cny"] == str(e.measures["avg_daily_aum_cny"])  # exact, a string
     assert Decimal(doc["evidence"]["aum_sum_cny"]) == e.evidence["aum_sum_cny"]
@@ -163,8 +164,8 @@ def test_no_raw_personal_data_in_output(cases, capsys):
                 for value in values:
                     if value:
                         assert value not in out
-        text = render_text(explain_customer(Settings(warehouse=warehouse), cust_id))
-        assert explain_customer(Settings(warehouse=warehouse), cust_id).customer["cust_name_masked"] in text
+        text = render_text(explain_customer(settings_for(warehouse=warehouse), cust_id))
+        assert explain_customer(settings_for(warehouse=warehouse), cust_id).customer["cust_name_masked"] in text
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -220,7 +221,7 @@ def test_classification_columns_are_shown_when_present_and_aml_never(cases, tmp_
         con.execute("alter table customer_segment add column if not exists aml_level varchar default 'SECRET_HIGH'")
         con.execute("update customer_segment set rfm_m = avg_daily_aum_cny, rfm_r = case when cust_id = ? "
                     "then 400 else 10 end, customer_class = 'C', aml_level = 'SECRET_HIGH'", [picks["up"]])
-    e = explain_customer(Settings(warehouse=copy), picks["up"], as_of)
+    e = explain_customer(settings_for(warehouse=copy), picks["up"], as_of)
     k = e.classifications
     assert k["customer_class"] == "C" and "class_reason" in k and "aml_level" not in k
     assert k["rfm"]["measures"]["R"]["value"] == 400 and not k["rfm"]["measures"]["R"]["high"]
@@ -237,11 +238,11 @@ def test_aml_is_shown_only_on_request_from_the_restricted_database(cases, tmp_pa
             "order by aml_level = 'HIGH' desc, cust_id limit 1", [as_of]).fetchone()
         trigger_txns = con.execute("select count(*) from aml_trigger_transactions "
                                    "where cust_id = ? and as_of_month = ?", [cust_id, as_of]).fetchone()[0]
-    plain = explain_customer(Settings(warehouse=warehouse), cust_id)
+    plain = explain_customer(settings_for(warehouse=warehouse), cust_id)
     assert plain.aml is None and "AML risk" not in render_text(plain)
     assert json.loads(to_json(plain))["aml"] is None and "aml_level" not in to_json(plain)
 
-    e = explain_customer(Settings(warehouse=warehouse), cust_id, include_aml=True)
+    e = explain_customer(settings_for(warehouse=warehouse), cust_id, include_aml=True)
     assert (e.aml["aml_level"], e.aml["aml_triggers"]) == (level, triggers)
     assert len(e.aml["trigger_transactions"]) == trigger_txns
     assert f"level {level}" in render_text(e)
@@ -314,12 +315,12 @@ def test_release_cites_the_current_release_and_the_rows_writer_after_a_republica
     from flows.commands.rollback import rollback_release
 
     rolled = warehouse
-    rollback = rollback_release(Settings(warehouse=rolled), superseded, release.rules_version)
+    rollback = rollback_release(settings_for(warehouse=rolled), superseded, release.rules_version)
     at = rollback.rolled_back_at
     with duckdb.connect(str(rolled / "published.duckdb"), read_only=True) as con:
         (superseded_at,), = con.execute("select published_at from release_log where release_id = ? "
                                         "and action = 'publish'", [superseded]).fetchall()
-    e = explain_customer(Settings(warehouse=rolled), cust_id)
+    e = explain_customer(settings_for(warehouse=rolled), cust_id)
     assert e.release["current"]["release_id"] == superseded == e.release["row"]["release_id"] == e.rules["release_id"]
     assert (e.release["current"]["action"], e.release["current"]["rolled_back_from"]) == ("rollback",
                                                                                           release.release_id)
@@ -328,7 +329,7 @@ def test_release_cites_the_current_release_and_the_rows_writer_after_a_republica
     assert (f"release: current {superseded} (release of {as_of:%Y-%m}, made current again by a rollback on "
             f"{at:%Y-%m-%d %H:%M:%S} {zone}, replacing {release.release_id}); this month's row: the same release"
             in render_text(e))
-    e = explain_customer(Settings(warehouse=rolled), cust_id, earlier)
+    e = explain_customer(settings_for(warehouse=rolled), cust_id, earlier)
     assert e.release["row"]["release_id"] == earlier_writer and e.release["same"] is False
     assert e.release["statement"].endswith(f"the current release {superseded} (made current again by a rollback "
                                            f"on {at:%Y-%m-%d %H:%M:%S} {zone}, replacing {release.release_id}) "

@@ -11,13 +11,14 @@ from flows.settings import Settings
 from flows.stages.extracts import IngestError
 from flows.stages.ingest import ingest_flow
 from tests.support.batches import write_batch
+from tests.support.isolation import settings_for
 
 D = dt.date(2025, 3, 31)
 
 
 def no_wait(warehouse) -> Settings:
     """The warehouse's settings without the bounded wait for late .ok files."""
-    return Settings(warehouse=warehouse, ok_wait_seconds=0)
+    return settings_for(warehouse=warehouse, ok_wait_seconds=0)
 
 
 def test_flow_loads_good_batches_and_fails_naming_a_bad_one(prefect_harness, tmp_path):

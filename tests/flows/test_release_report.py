@@ -34,6 +34,7 @@ from flows.reports.release_report import (
 from flows.settings import Settings
 from flows.stages.gate_checks import CheckResult, GateResult
 from flows.stages.publishing import AML_TABLES, RESTRICTED_DIR_MODE, RESTRICTED_FILE_MODE
+from tests.support.isolation import settings_for
 from tests.support.system_packages import CHROMIUM, CHROMIUM_ARGS, require
 
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
@@ -62,7 +63,7 @@ def report(published_warehouse, tmp_path_factory):
     _, warehouse, as_of = published_warehouse
     copy = tmp_path_factory.mktemp("release_report") / "warehouse"
     shutil.copytree(warehouse, copy)
-    settings = Settings(warehouse=copy)
+    settings = settings_for(warehouse=copy)
     return settings, write_release_report(settings, as_of), as_of
 
 
@@ -310,7 +311,7 @@ def test_a_failed_aml_expectation_blocks_the_general_gate_page_without_naming_it
     assert "one_row_per_customer_month" not in restricted
     # write_gate_report: the general page under reports/, the AML one under restricted/ (0700 / 0600).
     warehouse = tmp_path / "warehouse"
-    page = write_gate_report(result, Settings(warehouse=warehouse))
+    page = write_gate_report(result, settings_for(warehouse=warehouse))
     assert page == warehouse / "reports" / "2026-10" / GATE_PAGE and "5642" not in page.read_text("utf-8")
     aml_page = warehouse / "restricted" / "reports" / "2026-10" / GATE_PAGE
     assert "5642" in aml_page.read_text(encoding="utf-8")
@@ -319,7 +320,7 @@ def test_a_failed_aml_expectation_blocks_the_general_gate_page_without_naming_it
     assert _mode(aml_page) == RESTRICTED_FILE_MODE
     # Without AML results nothing is written under restricted/.
     other = dataclasses.replace(result, as_of_month=dt.date(2026, 9, 30), results=result.results[:1])
-    write_gate_report(other, Settings(warehouse=warehouse))
+    write_gate_report(other, settings_for(warehouse=warehouse))
     assert not (warehouse / "restricted" / "reports" / "2026-09").exists()
 
 

@@ -9,7 +9,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import io
-import os
 import shutil
 from pathlib import Path
 
@@ -122,10 +121,18 @@ def landing(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_ok_wait():
+    """This module's runs do not wait for late .ok files; the variable is restored after the module, so the
+    tests that follow on the same worker see the environment they would alone."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TIERING_OK_WAIT_SECONDS", "0")
+        yield
+
+
 @pytest.fixture(scope="module")
 def month_by_month(prefect_harness, landing, tmp_path_factory):
     """The four months run one by one, as a bank runs them: each run builds only its month."""
-    os.environ["TIERING_OK_WAIT_SECONDS"] = "0"
     warehouse = tmp_path_factory.mktemp("month_by_month") / "warehouse"
     published = warehouse / "published.duckdb"
     for month in MONTHS[:3]:

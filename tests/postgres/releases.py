@@ -15,8 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from flows.settings import Settings
 from flows.stages.publishing import Release, publish_release
+from tests.support.isolation import settings_for
 
 # Month ends of 2026 (the tests use the first five, the benchmark up to all twelve).
 MONTHS = tuple((date(2026, m + 1, 1) if m < 12 else date(2027, 1, 1)) - timedelta(days=1) for m in range(1, 13))
@@ -82,7 +82,7 @@ class Releases:
     def __init__(self, root: Path, customers: int = CUSTOMERS):
         self.warehouse = Path(root) / "warehouse"
         self.warehouse.mkdir(parents=True)
-        self.settings = Settings(warehouse=self.warehouse)
+        self.settings = settings_for(warehouse=self.warehouse)
         self.working_db = self.settings.working_db
         self.published_db = self.settings.published_db
         self.customers = customers

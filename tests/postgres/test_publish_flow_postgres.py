@@ -28,8 +28,8 @@ def test_publish_flow_also_publishes_to_postgres(published_warehouse, postgres_u
                                                  monkeypatch, prefect_harness):
     import psycopg
 
-    from flows.settings import Settings
     from flows.stages.publish import publish_flow
+    from tests.support.isolation import settings_for
 
     _, source, as_of = published_warehouse
     warehouse = tmp_path / "warehouse"
@@ -39,7 +39,7 @@ def test_publish_flow_also_publishes_to_postgres(published_warehouse, postgres_u
                                      "ORDER BY started_at DESC LIMIT 1", [as_of]).fetchone()
     monkeypatch.setenv("TIERING_PUBLISH_POSTGRES", postgres_url)
 
-    release = publish_flow(as_of=as_of, settings=Settings(warehouse=warehouse), gate_run_id=gate_run_id)
+    release = publish_flow(as_of=as_of, settings=settings_for(warehouse=warehouse), gate_run_id=gate_run_id)
 
     with duckdb.connect(str(warehouse / "published.duckdb"), read_only=True) as con:
         expected = con.execute("SELECT count(*), sum(avg_daily_aum_cny) FROM customer_segment").fetchone()

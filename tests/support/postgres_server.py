@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from flows.adapters.local_server import free_port
+from tests.support.isolation import free_port  # this pytest-xdist worker's port range
 
 INSTALL_HINT = ("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
                 "run .ci/install-system-deps")

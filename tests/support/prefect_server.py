@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.adapters.local_server import api_healthy, free_port
+from flows.adapters.local_server import api_healthy
+from tests.support.isolation import free_port  # this pytest-xdist worker's port range
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Nothing phones home, neither the server nor the clients pointed at it. The server itself is started as the

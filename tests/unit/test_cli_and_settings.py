@@ -12,7 +12,7 @@ import pytest
 
 from flows.cli import main
 from flows.months import complete_months, month_end, month_runs, parse_as_of, parse_date
-from flows.settings import DEFAULT_RULES, Settings
+from flows.settings import DBT_PROJECT_DIR, DEFAULT_RULES, Settings
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -63,6 +63,10 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     assert settings.published_db == tmp_path / "wh" / "published.duckdb"
     assert settings.rules_path == DEFAULT_RULES
     assert Settings.from_env(warehouse=tmp_path / "other").warehouse == tmp_path / "other"
+    monkeypatch.delenv("TIERING_DBT_PROJECT_DIR", raising=False)
+    assert Settings.from_env().dbt_project_dir == DBT_PROJECT_DIR
+    monkeypatch.setenv("TIERING_DBT_PROJECT_DIR", str(tmp_path / "dbt"))
+    assert Settings.from_env().dbt_project_dir == tmp_path / "dbt"
     monkeypatch.setenv("TIERING_OK_WAIT_SECONDS", "soon")
     with pytest.raises(ValueError, match="TIERING_OK_WAIT_SECONDS"):
         Settings.from_env()

@@ -18,10 +18,11 @@ import pytest
 
 import flows  # noqa: F401  (no-telemetry environment before GX/Prefect load)
 from flows.rules import load_rules
-from flows.settings import DEFAULT_RULES, Settings
+from flows.settings import DEFAULT_RULES
 from flows.stages import raw_zone
 from flows.stages.gate import GateFailed, gate_flow
 from flows.stages.gate_checks import run_checks
+from tests.support.isolation import settings_for
 from tests.support.raw_batches import load_rows, set_batch_status
 
 AS_OF = date(2026, 10, 31)
@@ -288,7 +289,7 @@ def stored(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]
 
 
 def test_passing_candidate_passes_every_check_and_is_stored(warehouse: Path) -> None:
-    result = gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
+    result = gate_flow.fn(AS_OF, settings_for(warehouse=warehouse))
     failed = {r.full_name: (r.observed_value, r.details) for r in result.results if not r.success}
     assert failed == {}
     assert result.success and result.blocking_failures == [] and len(result.results) > 40
@@ -382,7 +383,7 @@ def test_each_blocking_expectation_fails_its_candidate(warehouse: Path, case: st
     statements, expectation = FAILURES[case]
     mutate(warehouse, *statements)
     with pytest.raises(GateFailed) as failed:
-        gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
+        gate_flow.fn(AS_OF, settings_for(warehouse=warehouse))
     message = str(failed.value)
     assert "\n" not in message and expectation in message
     table, name = expectation.split(".")
@@ -397,14 +398,14 @@ def test_more_blocking_checks_catch_their_defect(warehouse: Path, case: str) -> 
     statements, expectation = CHECK_FAILURES[case]
     mutate(warehouse, *statements)
     table = expectation.split(".")[0]
-    results, _ = run_checks(Settings(warehouse=warehouse), AS_OF, RULES, tables=(table,))
+    results, _ = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES, tables=(table,))
     failed = [r.full_name for r in results if not r.success and r.severity == "blocking"]
     assert expectation in failed
 
 
 def test_failure_details_name_the_offending_figures(warehouse: Path) -> None:
     mutate(warehouse, *FAILURES["aum_off_by_one_cny"][0])
-    results, _ = run_checks(Settings(warehouse=warehouse), AS_OF, RULES, tables=("customer_segment",))
+    results, _ = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES, tables=("customer_segment",))
     [aum] = [r for r in results if r.name == "total_aum_reconciles_with_raw_balances"]
     assert not aum.success and aum.observed_value == "1 unexpected row(s)"
     assert '"marts_total_cny": "20517451.61"' in aum.details
@@ -413,14 +414,14 @@ def test_failure_details_name_the_offending_figures(warehouse: Path) -> None:
 
 def test_pii_failure_details_hold_no_personal_data(warehouse: Path) -> None:
     mutate(warehouse, *CHECK_FAILURES["unmasked_name"][0])
-    results, _ = run_checks(Settings(warehouse=warehouse), AS_OF, RULES, tables=("customer_segment",))
+    results, _ = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES, tables=("customer_segment",))
     [pii] = [r for r in results if r.name == "pii_masked"]
     assert not pii.success and '"unmasked_fields": "cust_name"' in pii.details and "李四光" not in pii.details
 
 
 def test_failed_warning_does_not_block(warehouse: Path) -> None:
     mutate(warehouse, "UPDATE main_marts.customer_segment SET effective_from = DATE '2026-10-31'")
-    result = gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
+    result = gate_flow.fn(AS_OF, settings_for(warehouse=warehouse))
     assert result.success
     assert result.warning_failures == ["customer_segment.effective_from_next_month"]
     assert stored(warehouse, "SELECT success FROM gate.run") == [(True,)]
@@ -428,7 +429,7 @@ def test_failed_warning_does_not_block(warehouse: Path) -> None:
 
 def test_missing_table_fails_its_checks_without_crashing(warehouse: Path) -> None:
     mutate(warehouse, "DROP TABLE main_marts.tier_migration")
-    results, _ = run_checks(Settings(warehouse=warehouse), AS_OF, RULES, tables=("tier_migration",))
+    results, _ = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES, tables=("tier_migration",))
     assert results and all(not r.success and r.observed_value == "error" for r in results)
     assert "could not be read" in results[0].details
 
@@ -436,7 +437,7 @@ def test_missing_table_fails_its_checks_without_crashing(warehouse: Path) -> Non
 def test_report_is_self_contained(warehouse: Path) -> None:
     mutate(warehouse, *FAILURES["unknown_tier"][0])
     with pytest.raises(GateFailed):
-        gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
+        gate_flow.fn(AS_OF, settings_for(warehouse=warehouse))
     html = (warehouse / "reports" / "2026-10" / "gate.html").read_text(encoding="utf-8")
     assert "retail_value_tier_in_ladder" in html and "Blocked" in html
     lowered = html.lower()
@@ -448,7 +449,7 @@ def test_report_is_self_contained(warehouse: Path) -> None:
 
 
 def test_gx_releases_the_file_after_validation(warehouse: Path) -> None:
-    results, _ = run_checks(Settings(warehouse=warehouse), AS_OF, RULES, tables=("tier_summary",))
+    results, _ = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES, tables=("tier_summary",))
     assert results and all(r.success for r in results)
     con = duckdb.connect(str(warehouse / "tiering.duckdb"))  # read-write: nobody may still hold the file
     con.execute("CREATE TABLE main.probe AS SELECT 1 AS x")
@@ -469,7 +470,7 @@ BIG = {"NONCORE": 1, "CORE": 1, "GOLD": 1, "PLATINUM": 7, "BLACK": 0, "DIAMOND":
 
 
 def _drift(warehouse: Path) -> dict[str, object]:
-    results, reference = run_checks(Settings(warehouse=warehouse), AS_OF, RULES, tables=("tier_summary",))
+    results, reference = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES, tables=("tier_summary",))
     found = {r.name: r for r in results if r.name.startswith("tier_share_drift")}
     assert set(found) == {"tier_share_drift_warn", "tier_share_drift_block"}
     assert found["tier_share_drift_warn"].severity == "warning"
@@ -491,14 +492,14 @@ def test_drift_moderate_move_warns_only(warehouse: Path) -> None:
     assert not warn.success and found["tier_share_drift_block"].success
     assert "cib_monthly GOLD -0.1000" in warn.observed_value
     assert "cib_monthly PLATINUM 0.1000" in warn.observed_value
-    result = gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
+    result = gate_flow.fn(AS_OF, settings_for(warehouse=warehouse))
     assert result.success and "tier_summary.tier_share_drift_warn" in result.warning_failures
 
 
 def test_drift_big_jump_blocks_naming_the_tier(warehouse: Path) -> None:
     mutate(warehouse, _summary_rows(PREV, BIG))
     with pytest.raises(GateFailed) as failed:
-        gate_flow.fn(AS_OF, Settings(warehouse=warehouse))
+        gate_flow.fn(AS_OF, settings_for(warehouse=warehouse))
     message = str(failed.value)
     assert "tier_summary.tier_share_drift_block" in message and "cib_monthly PLATINUM -0.5000" in message
     assert "\n" not in message
@@ -665,7 +666,7 @@ CLASSIFICATION_FAILURES = {
 def test_classified_candidate_passes_every_classification_check(warehouse: Path) -> None:
     classify(warehouse)
     tables = ("customer_segment", "aml_customer_risk", "aml_trigger_transactions")
-    results, _ = run_checks(Settings(warehouse=warehouse), AS_OF, RULES, tables=tables)
+    results, _ = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES, tables=tables)
     failed = {r.full_name: (r.observed_value, r.details) for r in results if not r.success}
     assert failed == {}
     names = {r.full_name for r in results}
@@ -674,14 +675,14 @@ def test_classified_candidate_passes_every_classification_check(warehouse: Path)
 
 
 def test_classification_checks_wait_for_the_columns(warehouse: Path) -> None:
-    results, _ = run_checks(Settings(warehouse=warehouse), AS_OF, RULES,
+    results, _ = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES,
                             tables=("customer_segment", "aml_customer_risk", "aml_trigger_transactions"))
     assert all(r.success for r in results)
     assert not {"rfm_class_known", "customer_class_reason_agrees_with_class"} & {r.name for r in results}
     assert not any(r.table.startswith("aml_") for r in results)
     # Half the columns there: the present ones are checked and a warning names the missing ones.
     mutate(warehouse, *CLASSIFICATION_DDL[:7])
-    results, _ = run_checks(Settings(warehouse=warehouse), AS_OF, RULES, tables=("customer_segment",))
+    results, _ = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES, tables=("customer_segment",))
     by_name = {r.name: r for r in results}
     assert "rfm_r_score_1_to_5" in by_name and "customer_class_known" not in by_name
     assert by_name["classification_columns_complete"].severity == "warning"
@@ -694,6 +695,6 @@ def test_each_classification_check_catches_its_defect(warehouse: Path, case: str
     statement, expectation = CLASSIFICATION_FAILURES[case]
     mutate(warehouse, statement)
     table = expectation.split(".")[0]
-    results, _ = run_checks(Settings(warehouse=warehouse), AS_OF, RULES, tables=(table,))
+    results, _ = run_checks(settings_for(warehouse=warehouse), AS_OF, RULES, tables=(table,))
     failed = [r.full_name for r in results if not r.success and r.severity == "blocking"]
     assert expectation in failed

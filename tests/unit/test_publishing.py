@@ -19,7 +19,6 @@ import duckdb
 import pytest
 
 import flows  # noqa: F401  (no-telemetry environment before Prefect loads)
-from flows.settings import Settings
 from flows.stages import publishing
 from flows.stages.publish import publish_flow
 from flows.stages.publishing import (
@@ -32,6 +31,7 @@ from flows.stages.publishing import (
     Release,
     crm_csv_part,
 )
+from tests.support.isolation import settings_for
 
 AUG, SEP, OCT, NOV = "2026-08-31", "2026-09-30", "2026-10-31", "2026-11-30"
 FIRST = (AUG, SEP, OCT)  # the first release; NOV is in the working marts but not yet published
@@ -118,7 +118,7 @@ def publish(warehouse: Path, *months: str, as_of: str | None = None,
     """Publish `months` (YYYY-MM-DD) through the Prefect flow, each with its passing gate run unless told
     otherwise."""
     runs = gate_runs if gate_runs is not None else {m: GATE[m] for m in months}
-    return publish_flow.fn(date.fromisoformat(as_of or months[-1]), Settings(warehouse=warehouse),
+    return publish_flow.fn(date.fromisoformat(as_of or months[-1]), settings_for(warehouse=warehouse),
                            gate_runs={date.fromisoformat(m): run for m, run in runs.items()},
                            months=[date.fromisoformat(m) for m in months])
 
@@ -312,7 +312,7 @@ def test_publication_is_refused_without_a_passing_gate_for_the_month(
     publish(warehouse, AUG, SEP)
     before = snapshot(warehouse)
     with pytest.raises(PublishRefused, match=reason):
-        publish_flow.fn(date.fromisoformat(OCT), Settings(warehouse=warehouse), gate_run_id)
+        publish_flow.fn(date.fromisoformat(OCT), settings_for(warehouse=warehouse), gate_run_id)
     assert snapshot(warehouse) == before
 
 

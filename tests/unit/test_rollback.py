@@ -15,8 +15,8 @@ import pytest
 
 from flows.commands import rollback as rollback_module
 from flows.commands.rollback import RollbackFailed, RollbackRefused, RollbackResult, rollback_release
-from flows.settings import Settings
 from flows.stages.publishing import AML_TABLES, PUBLISHED_TABLES
+from tests.support.isolation import settings_for
 from tests.unit import test_publishing
 from tests.unit.test_publishing import (
     AUG,
@@ -72,7 +72,7 @@ def test_rollback_to_the_previous_release_serves_it_everywhere_and_is_audited(am
     second = publish(aml_warehouse, SEP, NOV)
     assert served(aml_warehouse) != as_first
 
-    result = rollback_release(Settings(warehouse=aml_warehouse), first.release_id, RULES)
+    result = rollback_release(settings_for(warehouse=aml_warehouse), first.release_id, RULES)
 
     published, restricted = aml_warehouse / "published.duckdb", aml_warehouse / "restricted" / "aml.duckdb"
     assert isinstance(result, RollbackResult)
@@ -118,10 +118,10 @@ def test_a_rollback_is_undone_by_rolling_forward_and_the_next_publication_builds
     restate_september_and_add_a_customer(warehouse)
     second = publish(warehouse, SEP, NOV)
     as_second = served(warehouse)
-    rollback_release(Settings(warehouse=warehouse), first.release_id, RULES)
-    rollback_release(Settings(warehouse=warehouse), second.release_id, RULES)  # undone
+    rollback_release(settings_for(warehouse=warehouse), first.release_id, RULES)
+    rollback_release(settings_for(warehouse=warehouse), second.release_id, RULES)  # undone
     assert served(warehouse) == as_second
-    rollback_release(Settings(warehouse=warehouse), first.release_id, RULES)
+    rollback_release(settings_for(warehouse=warehouse), first.release_id, RULES)
     assert served(warehouse) == as_first
 
     # The next publication starts from the rolled-back-to release: its months are hard-linked, only the
@@ -156,10 +156,10 @@ def test_another_rules_version_is_refused_unless_forced(warehouse: Path) -> None
     with pytest.raises(RollbackRefused, match=f"^release {first.release_id} was built with rules version "
                                               f"2026.10.1, the active rules file is version {RULES}: use "
                                               "--force to roll back to it anyway$"):
-        rollback_release(Settings(warehouse=warehouse), first.release_id, RULES)
+        rollback_release(settings_for(warehouse=warehouse), first.release_id, RULES)
     assert snapshot(warehouse) == before
 
-    result = rollback_release(Settings(warehouse=warehouse), first.release_id, RULES, force=True)
+    result = rollback_release(settings_for(warehouse=warehouse), first.release_id, RULES, force=True)
     assert result.forced and result.rules_version == "2026.10.1"
     assert f"rules 2026.10.1, forced: the active rules are {RULES}" in result.summary
     assert current_release(warehouse / "published.duckdb") == first.release_id
@@ -169,7 +169,7 @@ def test_refusals_change_nothing(aml_warehouse: Path) -> None:
     def refused(release_id: str, message: str, error: type[Exception] = RollbackRefused) -> None:
         before = snapshot(aml_warehouse)
         with pytest.raises(error, match=message):
-            rollback_release(Settings(warehouse=aml_warehouse), release_id, RULES)
+            rollback_release(settings_for(warehouse=aml_warehouse), release_id, RULES)
         assert snapshot(aml_warehouse) == before
 
     refused("r1", "^nothing is published in .*: there is no release to roll back to$")
@@ -217,12 +217,12 @@ def test_a_failure_at_any_step_leaves_everything_byte_for_byte(
             monkeypatch.setattr(os, "replace", replace)
         with pytest.raises(RollbackFailed, match=f"^rollback to release {first.release_id} failed, "
                                                  "published.duckdb unchanged: (disk full|I/O error)$"):
-            rollback_release(Settings(warehouse=aml_warehouse), first.release_id, RULES)
+            rollback_release(settings_for(warehouse=aml_warehouse), first.release_id, RULES)
         monkeypatch.undo()
         assert snapshot(aml_warehouse) == before, failing
         assert served(aml_warehouse) == as_second, failing
         assert current_release(aml_warehouse / "restricted" / "aml.duckdb") == second.release_id, failing
-    rollback_release(Settings(warehouse=aml_warehouse), first.release_id, RULES)  # and then it works
+    rollback_release(settings_for(warehouse=aml_warehouse), first.release_id, RULES)  # and then it works
     assert current_release(aml_warehouse / "published.duckdb") == first.release_id
 
 
@@ -241,7 +241,7 @@ def test_a_catalog_published_before_release_log_had_action_columns(aml_warehouse
         con.close()
         os.chmod(db, mode)
 
-    rollback_release(Settings(warehouse=aml_warehouse), first.release_id, RULES)
+    rollback_release(settings_for(warehouse=aml_warehouse), first.release_id, RULES)
     now = served(aml_warehouse)
     # September was restated by the second release: which gate run passed the first release's September
     # is written nowhere an old catalog kept it (the newer ones log it in month_gate_runs).
