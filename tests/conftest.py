@@ -23,7 +23,8 @@ PUBLISHED_WAREHOUSE_MODULES = frozenset(f"tests/{name}.py" for name in (
     "flows/test_artifacts", "flows/test_backtest", "flows/test_explain", "flows/test_release_report",
     "integration/test_attacks", "integration/test_classifications", "integration/test_release_parity",
     "integration/test_rule_change", "postgres/test_postgres_publish", "postgres/test_publish_flow_postgres"))
-LONGEST_FIRST = ("tests/integration/test_monthly_run.py", PUBLISHED_WAREHOUSE, "tests/browser/test_prefect_ui.py")
+LONGEST_FIRST = ("tests/integration/test_monthly_run.py", PUBLISHED_WAREHOUSE, "tests/integration/test_overrides.py",
+                 "tests/browser/test_prefect_ui.py")
 
 
 def _work_unit(nodeid: str) -> str:
