@@ -307,7 +307,7 @@ def request(settings: Settings, cust_id: str, tier: str, until: dt.date, reason:
                               f"in {rules.path.name}) from {start:%Y-%m}")
 
     def make(overrides: dict[str, Override], seq: int) -> Action:
-        number = sum(1 for _ in overrides) + 1
+        number = len(overrides) + 1
         return Action(seq, f"OVR-{number:04d}", "REQUEST", now_text(), by, reason, cust_id, cust_type, tier,
                       from_month.isoformat() if from_month else None, until.isoformat())
 

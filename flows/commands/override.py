@@ -60,14 +60,16 @@ def render_list(rows: list[dict], as_json: bool) -> str:
         return json.dumps(rows, ensure_ascii=False, indent=2)
     if not rows:
         return "no overrides"
-    table = [LIST_COLUMNS] + [(r["override_id"], r["status"], r["cust_id"], r["tier"], _months(r),
-                               r["requested_by"], r["decided_by"] or "", r["reason"]) for r in rows]
-    widths = [max(_width(str(line[i])) for line in table) for i in range(len(LIST_COLUMNS) - 1)]
-    out = []
-    for line in table:
-        cells = [_pad(str(value), widths[i]) for i, value in enumerate(line[:-1])]
-        out.append("  ".join([*cells, str(line[-1])]))
-    return "\n".join(out)
+    return "\n".join(_aligned([LIST_COLUMNS, *[
+        (r["override_id"], r["status"], r["cust_id"], r["tier"], _months(r), r["requested_by"],
+         r["decided_by"] or "", r["reason"]) for r in rows]]))
+
+
+def _aligned(table: list[tuple]) -> list[str]:
+    """Rows as lines, every column but the last padded to its widest cell (CJK counts two columns)."""
+    cells = [tuple("" if v is None else str(v) for v in line) for line in table]
+    widths = [max(_width(line[i]) for line in cells) for i in range(len(cells[0]) - 1)]
+    return ["  ".join([*(_pad(v, widths[i]) for i, v in enumerate(line[:-1])), line[-1]]) for line in cells]
 
 
 def _width(text: str) -> int:
@@ -116,9 +118,7 @@ def month_events(settings: Settings, as_of: dt.date, branch: str | None = None,
 def render_events(rows: list[dict], as_of: dt.date) -> str:
     if not rows:
         return f"no events in {as_of:%Y-%m} for this selection"
-    table = [EVENT_COLUMNS] + [tuple("" if r[c] is None else str(r[c]) for c in EVENT_COLUMNS) for r in rows]
-    widths = [max(_width(line[i]) for line in table) for i in range(len(EVENT_COLUMNS) - 1)]
-    lines = ["  ".join([*(_pad(v, widths[i]) for i, v in enumerate(line[:-1])), line[-1]]) for line in table]
+    lines = _aligned([EVENT_COLUMNS, *[tuple(r[c] for c in EVENT_COLUMNS) for r in rows]])
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["event_type"]] = counts.get(row["event_type"], 0) + 1
