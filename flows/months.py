@@ -9,6 +9,16 @@ from zoneinfo import ZoneInfo
 # The bank's calendar: business dates, schedules and warehouse timestamps are Asia/Shanghai.
 BANK_TIMEZONE = "Asia/Shanghai"
 SHANGHAI = ZoneInfo(BANK_TIMEZONE)
+# How every time the project renders names its zone (the Prefect UI shows the browser's zone; ours never guess).
+BANK_TIME_LABEL = "Asia/Shanghai, UTC+08:00"
+
+
+def bank_time(moment: dt.datetime) -> str:
+    """`moment` as the bank's wall time to the second, zone labelled: `2026-03-01 06:00:07 (Asia/Shanghai,
+    UTC+08:00)`. A naive datetime is already bank wall time (warehouse TIMESTAMPs are); an aware one is converted.
+    """
+    local = moment.astimezone(SHANGHAI) if moment.tzinfo else moment
+    return f"{local:%Y-%m-%d %H:%M:%S} ({BANK_TIME_LABEL})"
 
 
 def month_end(day: dt.date) -> dt.date:
