@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.months import SHANGHAI
+from flows.months import SHANGHAI, bank_time, month_end
 from flows.settings import Settings
 
 CENT = Decimal("0.01")
@@ -58,6 +58,9 @@ SEGMENT_COLUMNS = (
 OVERRIDE_COLUMNS = ("override_id", "override_tier_reason", "override_until")
 # A release published before the models wrote their reasons (issue 10) has none to show.
 NO_RECORDED_REASON = "not recorded by the release that wrote this row (published before reasons were)"
+NO_GRACE_CORPORATE = ("corporate tiers have no grace period: the tier follows deposits or loans each month "
+                      "(months below is always 0)")
+RETAIL_ONLY_CLASSES = "RFM, customer class, potential, churn warning, activity and quadrant apply to retail customers only"
 EVIDENCE_UNAVAILABLE = "evidence unavailable until the running pipeline ends (working database locked)"
 ROLLBACK = "rollback"  # release_log.action of a row that made an earlier release current again
 
@@ -253,7 +256,7 @@ def _release(pub, month: dt.date) -> dict:
 
 
 def _when(moment: dt.datetime | None) -> str:
-    return "at an unrecorded time" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} {SHANGHAI.key}"
+    return "at an unrecorded time" if moment is None else bank_time(moment)
 
 
 def _made_current(current: dict) -> str:
@@ -433,9 +436,9 @@ def _assemble(row, month, release, rule_sets, history, classes, evidence, ladder
             "avg_daily_aum_exact_cny": exact_1m.quantize(SHOWN_PLACES, rounding=ROUND_HALF_UP),
             "avg_daily_aum_rounded_cny": _round2(exact_1m),
             "matches_published": _round2(exact_1m) == row["avg_daily_aum_cny"] and split_total == sums["aum_sum_cny"],
-            "aum_split": [_split_row(r) for r in assets],
+            "aum_split": [_split_row(r, sums["aum_days"]) for r in assets],
             "aum_split_total_cny": split_total,
-            "excluded_debts": [_split_row(r) for r in debts],
+            "excluded_debts": [_split_row(r, sums["aum_days"]) for r in debts],
             "three_month": {
                 "window_start": window["window_3m_start"], "window_end": month,
                 "days": sums["aum_3m_days"], "aum_sum_cny": sums["aum_3m_sum_cny"],
@@ -471,7 +474,8 @@ def _assemble(row, month, release, rule_sets, history, classes, evidence, ladder
                       "months_below": row["months_below"], "grace_months": row["grace_months"],
                       "grace_left": row["grace_months"] - row["months_below"], "on_watch": row["on_watch"],
                       "tier_change": row["tier_change"], "published_tier": row["value_tier"],
-                      "effective_from": row["effective_from"], "reason": _hysteresis_reason(row)}
+                      "effective_from": row["effective_from"], "reason": _hysteresis_reason(row),
+                      "downgrade_if_still_below": _pending_downgrade(row, month)}
     else:
         tiers = corporate_rows or []
         deposit = exact_deposit if exact_deposit is not None else row["avg_daily_deposit_cny"]
@@ -495,11 +499,14 @@ def _assemble(row, month, release, rule_sets, history, classes, evidence, ladder
                        release=release)
 
 
-def _split_row(r: dict) -> dict:
+def _split_row(r: dict, days: int) -> dict:
+    """One product × currency of the month; `avg_daily_balance_cny` is Σ ÷ the month's days (a debt is shown so:
+    a month's Σ of daily balances reads like an amount owed)."""
     return {"product_type": r["product_type"], "currency": r["currency"], "accounts": r["accounts"],
             "days_with_balance": r["days_with_balance"], "balance_sum": r["balance_sum"],
             "balance_sum_cny": r["balance_sum_cny"], "fx_cny_per_unit_min": r["fx_min"],
-            "fx_cny_per_unit_max": r["fx_max"]}
+            "fx_cny_per_unit_max": r["fx_max"],
+            "avg_daily_balance_cny": _round2(_avg(r["balance_sum_cny"], days))}
 
 
 def _hysteresis_reason(row: dict) -> str:
@@ -513,6 +520,17 @@ def _hysteresis_reason(row: dict) -> str:
         return f"implied {implied} ≥ held {held}: published {implied}, counter reset"
     return (f"implied {implied} below held {held} for {row['months_below']} of {row['grace_months']} grace "
             f"month(s): {held} kept, on watch")
+
+
+def _pending_downgrade(row: dict, month: dt.date) -> dict | None:
+    """For a customer on watch: the month whose evaluation downgrades them if the measure stays below the held
+    tier's floor (the counter reaches the grace), and the day that takes effect (M+1's first day)."""
+    if not row["on_watch"]:
+        return None
+    evaluated = month
+    for _ in range(row["grace_months"] - row["months_below"]):
+        evaluated = month_end(evaluated + dt.timedelta(days=1))
+    return {"evaluated_in": evaluated, "effective_from": evaluated + dt.timedelta(days=1)}
 
 
 def reason_text(codes: str, facts: dict) -> str:
@@ -593,8 +611,10 @@ def _exact(value) -> str:
 def render_text(e: Explanation) -> str:
     """A plain-text explanation for people (a customer-service agent reads it out)."""
     c, r, m = e.customer, e.rules, e.measures
-    lines = [f"customer {e.cust_id}  {c['cust_name_masked']}  cert {c['cert_no_masked']}  "
-             f"mobile {c['mobile_masked']}  type {c['cust_type']}  branch {c['branch_id']}",
+    # A field the customer has no value for (a company's mobile) is left out, not printed as "None".
+    who = "  ".join(f"{label}{c[key]}" for label, key in (("", "cust_name_masked"), ("cert ", "cert_no_masked"),
+                                                          ("mobile ", "mobile_masked")) if c[key] is not None)
+    lines = [f"customer {e.cust_id}  {who}  type {c['cust_type']}  branch {c['branch_id']}",
              f"month {e.as_of_month:%Y-%m} (as_of {e.as_of_month})  rule set {r['rule_set_version']}  "
              f"rules {r['rules_version']}",
              *_render_release(e.release),
@@ -617,8 +637,9 @@ def render_text(e: Explanation) -> str:
                          f"= Σ {_exact(s['balance_sum_cny'])} CNY")
         lines.append(f"    total Σ {_exact(ev['aum_split_total_cny'])} CNY")
         for s in ev["excluded_debts"]:
-            lines.append(f"    excluded (debt, never AUM): {s['product_type']} {s['currency']}  "
-                         f"Σ {_money(s['balance_sum'])} {s['currency']}")
+            lines.append(f"    excluded (debt, never AUM): {s['product_type']} {s['currency']}  average daily balance "
+                         f"{_money(s['avg_daily_balance_cny'])} CNY (Σ {_exact(s['balance_sum_cny'])} CNY ÷ "
+                         f"{ev['days']} days)")
         t = ev["three_month"]
         parts = " + ".join(f"{_exact(b['aum_sum_cny'])} ({b['month_start']:%Y-%m})" for b in t["by_month"]) or "0"
         lines.append(f"  three-month average ({t['window_start']} … {t['window_end']}) = {parts} ÷ {t['days']} days "
@@ -651,6 +672,11 @@ def render_text(e: Explanation) -> str:
                   f"grace left {h['grace_left']}; on watch {'yes (关注)' if h['on_watch'] else 'no'}",
                   f"  {h['reason']} → {h['published_tier']} ({h['tier_change']}), effective from "
                   f"{h['effective_from']}"]
+        pending = h["downgrade_if_still_below"]
+        if pending:
+            lines.append(f"  if the measure stays below the {h['published_tier']} floor, the {pending['evaluated_in']:%Y-%m} "
+                         f"evaluation downgrades to the tier it then qualifies for ({h['implied_tier']} now), "
+                         f"effective from {pending['effective_from']}")
     if e.corporate:
         k = e.corporate
         how = "exact" if k["compared_exactly"] else "published"
@@ -662,20 +688,22 @@ def render_text(e: Explanation) -> str:
                          f"{'≥' if s['loan_crossed'] else '<'} {_money(s['loan_floor_cny'])}")
         lines.append(f"  implied {k['implied_tier']}; last month {k['tier_held_last_month'] or '—'}; "
                      f"change {k['tier_change']}; effective from {k['effective_from']}")
+        lines.append(f"  {NO_GRACE_CORPORATE}" + (": this month's fall takes effect at once"
+                                                   if k["tier_change"] == "DOWN" else ""))
     if e.rule_sets:
         lines += ["", "all rule sets"]
         for s in e.rule_sets:
             lines.append(f"  {s['rule_set']:<13} {s['measure']:<17} {_money(s['measure_value_cny']):>16}  implied "
-                         f"{s['implied_tier']:<13} tier {s['tier']:<13} months below {s['months_below']}"
+                         f"{s['implied_tier']:<13} tier {s['tier']:<13} {_below(e, s['months_below'])}"
                          f"{'  on watch' if s['on_watch'] else ''}")
     if len(e.history) > 1:
         lines += ["", "history"]
         for h in e.history:
             lines.append(f"  {h['as_of_month']:%Y-%m}  avg {_money(h['avg_daily_aum_cny']):>16}  implied "
-                         f"{h['implied_tier']:<9} tier {h['value_tier']:<9} months below {h['months_below']}  "
+                         f"{h['implied_tier']:<9} tier {h['value_tier']:<9} {_below(e, h['months_below'])}  "
                          f"{h['tier_change']}")
     if e.classifications:
-        lines += ["", "classifications"] + _render_classes(e.classifications)
+        lines += ["", "classifications"] + _render_classes(e.classifications, retail=e.corporate is None)
     if e.aml is not None:
         lines += ["", "AML risk (restricted: AML staff only)",
                   f"  level {e.aml['aml_level']}; triggers: {e.aml['aml_triggers'] or 'none'}"]
@@ -725,10 +753,17 @@ def _render_release(release: dict | None) -> list[str]:
     return lines
 
 
-def _render_classes(k: dict) -> list[str]:
+def _below(e: Explanation, months_below: int) -> str:
+    return f"months below {months_below}" if e.corporate is None else "no grace period"
+
+
+def _render_classes(k: dict, retail: bool) -> list[str]:
     lines = []
     rfm = k.get("rfm")
-    if rfm:
+    if not retail:
+        # RFM, class, potential, churn, activity and quadrant are retail rules: a company has none of them.
+        lines.append(f"  {RETAIL_ONLY_CLASSES}")
+    elif rfm:
         lines.append(f"  RFM class {k.get('rfm_class')} {k.get('rfm_class_name') or ''} "
                      f"(vs means over {rfm['population']} retail customers; High = strictly better)")
         for key, v in rfm["measures"].items():
@@ -742,7 +777,7 @@ def _render_classes(k: dict) -> list[str]:
               ("value_activity_quadrant", "quadrant"), ("quadrant_action", "  action"),
               ("service_strategy", "service strategy"))
     for key, label in simple:
-        if key in k:
+        if key in k and (retail or k[key] is not None):
             lines.append(f"  {label}: {k[key] if k[key] is not None else '—'}")
     if "need_evidence" in k:
         lines.append(f"    products held at month end: {', '.join(k['need_evidence']['products_held_at_month_end'])}")

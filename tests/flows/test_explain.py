@@ -15,6 +15,7 @@ import pytest
 
 from flows.cli import main
 from flows.commands.explain import EVIDENCE_UNAVAILABLE, explain_customer, render_text, to_json
+from flows.months import bank_time
 from flows.rules import load_rules
 from flows.settings import DEFAULT_RULES, Settings
 from tests.integration.reference_model import read_extract
@@ -129,6 +130,60 @@ def test_corporate_is_measured_on_deposits_and_loans(cases):
     assert k["implied_tier"] == e.result["value_tier"] and k["agrees_with_published"]
     loans = sum((loan["outstanding_cny"] for loan in e.evidence["loans_at_month_end"]), Decimal(0))
     assert _round2(loans) == e.measures["loan_outstanding_cny"]
+
+
+def test_corporate_text_names_no_grace_and_no_retail_classes(cases):
+    """A company: no "mobile None" when it has no mobile, no RFM or other retail-only class, and its "months below"
+    is explained (corporate tiers have no grace period), here and in the history."""
+    warehouse, as_of, _, _landing = cases
+    (cust_id, mobile), = _published(warehouse, "select cust_id, mobile_masked from customer_segment "
+                                               "where as_of_month = ? and cust_type <> 'P' "
+                                               "order by mobile_masked is null desc, cust_id limit 1", [as_of])
+    text = render_text(explain_customer(settings_for(warehouse=warehouse), cust_id, as_of))
+    assert "None" not in text and "RFM class" not in text and "\n  quadrant:" not in text
+    assert ("mobile " in text.splitlines()[0]) == (mobile is not None)
+    assert "corporate tiers have no grace period" in text and "months below" not in text.replace(
+        "(months below is always 0)", "")
+    assert "apply to retail customers only" in text and "service strategy" in text
+
+
+def _months_after(month: dt.date, n: int) -> tuple[dt.date, dt.date]:
+    """(last day of the month n months after `month`, first day of the month after that), by month numbers."""
+    index = month.year * 12 + month.month - 1 + n
+    first_after = dt.date((index + 1) // 12, (index + 1) % 12 + 1, 1)
+    return first_after - dt.timedelta(days=1), first_after
+
+
+def test_watch_says_when_the_downgrade_takes_effect(cases):
+    """On watch with m of G grace months used: if the measure stays below, the evaluation G − m months on
+    downgrades, effective the first day of the month after it."""
+    warehouse, _, _, _landing = cases
+    rows = _published(warehouse, "select cust_id, as_of_month, months_below, grace_months, value_tier "
+                                 "from customer_segment where cust_type = 'P' and on_watch order by cust_id limit 1")
+    if not rows:
+        pytest.skip("no customer on watch in the fixture")
+    cust_id, month, below, grace, tier = rows[0]
+    e = explain_customer(settings_for(warehouse=warehouse), cust_id, month)
+    evaluated, effective = _months_after(month, grace - below)
+    assert e.hysteresis["downgrade_if_still_below"] == {"evaluated_in": evaluated, "effective_from": effective}
+    assert (f"if the measure stays below the {tier} floor, the {evaluated:%Y-%m} evaluation downgrades"
+            in render_text(e)) and f"effective from {effective}" in render_text(e)
+    up = explain_customer(settings_for(warehouse=warehouse), cases[2]["up"])
+    assert up.hysteresis["downgrade_if_still_below"] is None
+
+
+def test_debts_show_the_average_daily_balance(cases):
+    """A loan's month is shown as its average daily balance (Σ of daily balances ÷ days), labelled, not the Σ."""
+    warehouse, as_of, _, _landing = cases
+    with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
+        (cust_id,), = con.execute("select min(cust_id) from raw.cbs_account_versions where product_type = 'LOAN' "
+                                  "and cust_id in (select cust_id from raw.cbs_customer_versions "
+                                  "where cust_type = 'P')").fetchall()
+    e = explain_customer(settings_for(warehouse=warehouse), cust_id, as_of)
+    debt = next(d for d in e.evidence["excluded_debts"] if d["product_type"] == "LOAN")
+    assert debt["avg_daily_balance_cny"] == _round2(debt["balance_sum_cny"] / e.evidence["days"])
+    line = next(x for x in render_text(e).splitlines() if "excluded (debt, never AUM): LOAN" in x)
+    assert f"average daily balance {debt['avg_daily_balance_cny']:,.2f} CNY" in line and f"÷ {e.evidence['days']} days" in line
 
 
 def test_json_parses_and_matches(cases, capsys):
@@ -290,7 +345,7 @@ def test_release_cites_the_current_release_and_the_rows_writer_after_a_republica
     assert main(["explain", cust_id, "--warehouse", str(warehouse)]) == 0
     text = capsys.readouterr().out
     assert f"release: current {release.release_id} (release of {as_of:%Y-%m}, published " in text
-    assert f"{release.published_at:%Y-%m-%d %H:%M:%S} {zone}); this month's row: the same release" in text
+    assert f"{bank_time(release.published_at)}); this month's row: the same release" in text
     assert superseded not in text and "carries it unchanged" not in text
 
     # An earlier month: written by its own release, carried unchanged by the new one.
@@ -301,14 +356,14 @@ def test_release_cites_the_current_release_and_the_rows_writer_after_a_republica
     assert row["release_id"] == doc["rules"]["release_id"] == earlier_writer != release.release_id
     assert (row["as_of_month"], row["published_at"], row["restated"]) == (
         earlier.isoformat(), earlier_at.isoformat() + "+08:00", False)
-    sentence = (f"this month was published by release {earlier_writer} on {earlier_at:%Y-%m-%d %H:%M:%S} {zone}; "
-                f"the current release {release.release_id} (published {release.published_at:%Y-%m-%d %H:%M:%S} "
-                f"{zone}) carries it unchanged")
+    sentence = (f"this month was published by release {earlier_writer} on {bank_time(earlier_at)}; "
+                f"the current release {release.release_id} (published {bank_time(release.published_at)}) "
+                "carries it unchanged")
     assert doc["release"]["statement"] == sentence
     assert main(["explain", cust_id, "--as-of", f"{earlier:%Y-%m}", "--warehouse", str(warehouse)]) == 0
     text = capsys.readouterr().out
     assert f"release: current {release.release_id} (release of {as_of:%Y-%m}" in text
-    assert f"this month's row: {earlier_writer} (published {earlier_at:%Y-%m-%d %H:%M:%S} {zone})" in text
+    assert f"this month's row: {earlier_writer} (published {bank_time(earlier_at)})" in text
     assert sentence in text
 
     # Rolled back to the superseded release: it is the current release again, and the row's writer.
@@ -327,10 +382,10 @@ def test_release_cites_the_current_release_and_the_rows_writer_after_a_republica
     assert e.release["same"] and not e.release["row"]["restated"]
     assert e.release["row"]["published_at"] == superseded_at.replace(tzinfo=e.release["current"]["published_at"].tzinfo)
     assert (f"release: current {superseded} (release of {as_of:%Y-%m}, made current again by a rollback on "
-            f"{at:%Y-%m-%d %H:%M:%S} {zone}, replacing {release.release_id}); this month's row: the same release"
+            f"{bank_time(at)}, replacing {release.release_id}); this month's row: the same release"
             in render_text(e))
     e = explain_customer(settings_for(warehouse=rolled), cust_id, earlier)
     assert e.release["row"]["release_id"] == earlier_writer and e.release["same"] is False
     assert e.release["statement"].endswith(f"the current release {superseded} (made current again by a rollback "
-                                           f"on {at:%Y-%m-%d %H:%M:%S} {zone}, replacing {release.release_id}) "
+                                           f"on {bank_time(at)}, replacing {release.release_id}) "
                                            "carries it unchanged")
