@@ -16,7 +16,7 @@ from pathlib import Path
 
 import flows  # noqa: F401  (sets the no-telemetry environment before anything else loads)
 from flows.commands import preflight
-from flows.months import complete_months, month_end, parse_as_of, parse_date
+from flows.months import BANK_TIMEZONE, complete_months, month_end, parse_as_of, parse_date, schedule_text
 from flows.overrides import OverrideRefused
 from flows.reports.progress import terminal_progress
 from flows.settings import POSTGRES_ENV, Settings
@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--publish-postgres", metavar="URL", help=POSTGRES_HELP)
     run.add_argument("--wait", action="store_true", help=WAIT_HELP)
 
-    srv = add("serve", "register the daily-ingest (02:00) and monthly (06:00 on the 1st, Asia/Shanghai) "
+    srv = add("serve", "register the daily-ingest (02:00 Asia/Shanghai) and monthly (06:00 Asia/Shanghai on the 1st) "
               "deployments with the Prefect server at $PREFECT_API_URL and run them when due",
               "PREFECT_API_URL=http://127.0.0.1:4200/api tiering serve --landing landing --warehouse warehouse")
     srv.add_argument("--landing", required=True, type=Path, help="landing folder with <YYYYMMDD>/ batches")
@@ -373,8 +373,10 @@ def _serve(args) -> int:
     limit = ensure_warehouse_limit(settings.warehouse, reset=True)
     print(f"warehouse {settings.warehouse}: concurrency limit {limit} (1 run at a time)")
     for deployment in deployments:
-        print(f"  {deployment.flow_name}/{deployment.name}: {deployment.schedules[0].schedule.cron} "
-              f"{deployment.schedules[0].schedule.timezone}")
+        schedule = deployment.schedules[0].schedule
+        print(f"  {deployment.flow_name}/{deployment.name}: {schedule_text(schedule.cron)} "
+              f"(cron {schedule.cron!r}, {schedule.timezone})")
+    print(f"  the Prefect UI shows run times in your browser's time zone; ours are {BANK_TIMEZONE}, labelled")
     serve(*deployments)  # blocks; Ctrl-C pauses the schedules and stops
     return 0
 

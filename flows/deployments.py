@@ -1,9 +1,14 @@
 """The two scheduled deployments of a warehouse and how `tiering serve` runs them.
 
-- `daily-ingest/daily`: 02:00 Asia/Shanghai, loads every pending batch of the landing folder; a batch
-  whose files are late (no `.ok` yet) fails the run, which retries every 30 minutes, 3 times.
-- `tiering-run/monthly`: 06:00 on the 1st, Asia/Shanghai; `as_of` is left empty so the run evaluates the
-  month before its scheduled start (flows.pipeline); retries twice, an hour apart, for late month-end files.
+- `daily-ingest/daily`: 02:00 Asia/Shanghai (18:00 UTC the day before), loads every pending batch of the
+  landing folder; a batch whose files are late (no `.ok` yet) fails the run, which retries every 30 minutes,
+  3 times.
+- `tiering-run/monthly`: 06:00 Asia/Shanghai on the 1st (22:00 UTC on the last day of the previous month);
+  `as_of` is left empty so the run evaluates the month before its scheduled start on the bank's calendar
+  (flows.pipeline); retries twice, an hour apart, for late month-end files.
+
+The crons are in the bank's zone; the Prefect UI shows every time in the browser's zone, so each description
+states the run time in both zones (flows.months.schedule_text).
 
 Each deployment's flow is the edge of its runs, as the CLI is of a command's: its parameters are plain text
 (shown and editable in the UI), an `as_of` typed there is parsed by flows.months.parse_as_of when Prefect
@@ -26,7 +31,7 @@ from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
 from pydantic import BeforeValidator
 
-from flows.months import BANK_TIMEZONE, parse_as_of
+from flows.months import BANK_TIMEZONE, parse_as_of, schedule_text
 from flows.pipeline import tiering_run
 from flows.settings import Settings
 from flows.stages.ingest import ingest_flow
@@ -37,6 +42,13 @@ MONTHLY_RUN_CRON = "0 6 1 * *"
 DAILY_INGEST_RETRIES, DAILY_INGEST_RETRY_DELAY_SECONDS = 3, 1800
 MONTHLY_RUN_RETRIES, MONTHLY_RUN_RETRY_DELAY_SECONDS = 2, 3600
 DAILY_DEPLOYMENT, MONTHLY_DEPLOYMENT = "daily", "monthly"
+# Shown on each deployment's page in the UI, beside upcoming runs in the browser's zone (prefect.yaml: the same).
+UI_ZONE_NOTE = "the Prefect UI shows times in your browser's time zone"
+DAILY_DESCRIPTION = (f"Runs {schedule_text(DAILY_INGEST_CRON)} ({UI_ZONE_NOTE}): load every pending batch "
+                     "(late files retry).")
+MONTHLY_DESCRIPTION = (f"Runs {schedule_text(MONTHLY_RUN_CRON)} ({UI_ZONE_NOTE}): ingest, build, gate, publish "
+                       "and report the previous month (as_of empty = last day of the month before the scheduled "
+                       "start, Asia/Shanghai).")
 
 # A month's last day (or YYYY-MM) as a flow parameter: Prefect's parameter validation (pydantic) runs the
 # CLI's parser on what the UI, the API or `prefect deployment run -p` sends, so a bad month fails the run
@@ -77,13 +89,12 @@ def build_deployments(landing: Path, settings: Settings) -> list:
         name=DAILY_DEPLOYMENT, schedules=[Cron(DAILY_INGEST_CRON, timezone=BANK_TIMEZONE)],
         parameters={"landing": str(landing.resolve()), "warehouse": str(settings.warehouse)},
         concurrency_limit=_one_at_a_time(), tags=tags, entrypoint_type=EntrypointType.MODULE_PATH,
-        description="Every day at 02:00 Asia/Shanghai: load every pending batch (late files retry).")
+        description=DAILY_DESCRIPTION)
     monthly = monthly_tiering_run.to_deployment(
         name=MONTHLY_DEPLOYMENT, schedules=[Cron(MONTHLY_RUN_CRON, timezone=BANK_TIMEZONE)],
         parameters={"landing": str(landing.resolve()), "warehouse": str(settings.warehouse),
                     "rules": str(settings.rules_path)},
         concurrency_limit=_one_at_a_time(), tags=tags, entrypoint_type=EntrypointType.MODULE_PATH,
-        description="06:00 on the 1st, Asia/Shanghai: ingest, build, gate, publish and report the "
-                    "previous month (as_of empty = last day of the previous month).")
+        description=MONTHLY_DESCRIPTION)
     return [daily, monthly]
 

@@ -21,6 +21,29 @@ def bank_time(moment: dt.datetime) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S} ({BANK_TIME_LABEL})"
 
 
+def schedule_text(cron: str) -> str:
+    """A daily (`M H * * *`) or monthly (`M H D * *`) cron of the bank's zone in words, with the same moment in
+    UTC, which the Prefect UI shows in a UTC browser: `06:00 Asia/Shanghai on the 1st = 22:00 UTC on the last
+    day of the previous month`."""
+    minute, hour, day, month, weekday = cron.split()
+    if (month, weekday) != ("*", "*") or not (day == "*" or day.isdigit()):
+        raise ValueError(f"cron {cron!r} is neither daily nor monthly")
+    local = dt.datetime(2026, 3, 2 if day == "*" else int(day), int(hour), int(minute), tzinfo=SHANGHAI)
+    utc = local.astimezone(dt.UTC)
+    days_back = (local.date() - utc.date()).days  # 0 or 1: the bank is ahead of UTC
+    if day == "*":
+        when, utc_when = "every day", ("the day before" if days_back else "the same day")
+    else:
+        when = f"on the {_ordinal(int(day))}"
+        utc_when = (("on the last day of the previous month" if day == "1" else f"on the {_ordinal(int(day) - 1)}")
+                    if days_back else when)
+    return f"{local:%H:%M} {BANK_TIMEZONE} {when} = {utc:%H:%M} UTC {utc_when}"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def month_end(day: dt.date) -> dt.date:
     """The last calendar day of `day`'s month."""
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.months import SHANGHAI
+from flows.months import SHANGHAI, bank_time
 from flows.settings import LOCK_FILE
 
 WAIT_POLL_SECONDS = 1.0
@@ -125,7 +125,7 @@ def warehouse_lock(warehouse: Path, command: str | None = None, *, wait: bool = 
     try:
         _acquire(fd, warehouse, wait, on_wait)
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": command or current_command(),
-                 "started_at": dt.datetime.now(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S %Z")}
+                 "started_at": bank_time(dt.datetime.now(SHANGHAI))}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(owner, ensure_ascii=False) + "\n").encode(), 0)
         with _held_guard:

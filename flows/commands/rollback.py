@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.months import SHANGHAI
+from flows.months import SHANGHAI, bank_time
 from flows.settings import EXPORTS_LINK, PUBLISHED_DB, RELEASES_DIR, Settings
 from flows.stages.publishing import (
     ACTION_PUBLISH,
@@ -99,7 +99,7 @@ class RollbackResult:
         aml = (f"; restricted AML release rolled back too ({self.restricted_db})" if self.restricted_db
                else f"; {self.restricted_note}" if self.restricted_note else "")
         return (f"rolled back to release {self.release_id} ({self.as_of_month:%Y-%m}, {rules}) from release "
-                f"{self.rolled_back_from} at {self.rolled_back_at:%Y-%m-%d %H:%M:%S} Asia/Shanghai: {counts} rows; "
+                f"{self.rolled_back_from} at {bank_time(self.rolled_back_at)}: {counts} rows; "
                 f"{EXPORTS_LINK} -> {RELEASES_DIR}/{self.release_id}{aml}")
 
 

@@ -1,7 +1,8 @@
 """`tiering status`: what is loaded, what failed or waits, and the last gate run and release.
 
-Read-only everywhere: the working database is opened read-only (and reported as busy while a
-pipeline run holds it), the published database too.
+Read-only everywhere: the published database is opened read-only, the working database too, and only
+while no run holds the warehouse (its batch states change under a run, so status says they are unknown
+rather than guess from the landing folder).
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from pathlib import Path
 
 import duckdb
 
-from flows.months import month_runs
+from flows.months import bank_time, month_runs
 from flows.settings import Settings
 from flows.stages import raw_zone
 from flows.stages.extracts import discover_batches
 from flows.stages.month_plan import built_and_stale
 from flows.warehouse_lock import is_locked, read_owner
 
-BUSY = ("working database busy: a pipeline run holds it; batch, gate and pending-batch status are shown "
-        "after the run")
+UNKNOWN_UNTIL_DONE = ("batch states unknown until it finishes (loaded, failed and pending batches, built months "
+                      "and the last gate are shown after the run)")
+BUSY = f"working database busy: another process has it open; {UNKNOWN_UNTIL_DONE}"
 
 
 @dataclass
@@ -36,18 +38,20 @@ class Status:
     raw_bytes: int | None = None
     last_gate: dict | None = None
     last_release: dict | None = None
-    running: str | None = None  # the command holding the warehouse lock, if any
+    running: str | None = None  # who holds the warehouse lock and since when, if anyone
     notes: list[str] = field(default_factory=list)
 
 
 def collect_status(settings: Settings, landing: Path | None = None) -> Status:
     """Gather the status of one warehouse (and, given `landing`, the batches waiting there)."""
     status = Status(settings.warehouse)
+    loaded_dates: set[dt.date] | None = set()
     if is_locked(settings.warehouse):
         owner = read_owner(settings.warehouse)
-        status.running = owner.describe() if owner else "another process"
-    loaded_dates: set[dt.date] | None = set()
-    if settings.working_db.exists():
+        status.running = (f"`{owner.command}`, pid {owner.pid} on {owner.host}, since {owner.started_at}" if owner
+                          else "another process")
+        loaded_dates = None  # the run is loading: what it holds now says nothing about what is pending
+    elif settings.working_db.exists():
         try:
             with duckdb.connect(str(settings.working_db), read_only=True) as con:
                 loaded_dates = _read_working(con, status)
@@ -60,6 +64,7 @@ def collect_status(settings: Settings, landing: Path | None = None) -> Status:
         status.notes.append(f"no working database yet at {settings.working_db}: nothing ingested")
     if settings.raw_dir.is_dir():
         status.raw_bytes = sum(raw_zone.stored_bytes(settings.warehouse).values())
+    # A landing folder is pending only against known loaded dates: unknown ones must not read as "all pending".
     if landing is not None and loaded_dates is not None:
         status.pending = [d for d in discover_batches(landing) if d not in loaded_dates]
     if settings.published_db.exists():
@@ -114,8 +119,7 @@ def render_status(status: Status) -> list[str]:
     """Plain lines for the terminal."""
     lines = [f"warehouse {status.warehouse}"]
     if status.running:
-        lines.append(f"running now: {status.running} holds the warehouse; what it is loading or building is "
-                     f"shown when it ends")
+        lines.append(f"running now: a run holds the working database ({status.running}): {UNKNOWN_UNTIL_DONE}")
     if status.loaded:
         lo = status.loaded
         lines.append(f"loaded: {lo['dates']} batch dates, {lo['first']} … {lo['last']}, {lo['records']} records, "
@@ -137,10 +141,11 @@ def render_status(status: Status) -> list[str]:
     if status.last_gate:
         g = status.last_gate
         verdict = "passed" if g["success"] else f"FAILED ({g['blocking_failures']} blocking)"
-        lines.append(f"last gate: {g['as_of_month']:%Y-%m} {verdict} at {g['finished_at']} ({g['gate_run_id']})")
+        lines.append(f"last gate: {g['as_of_month']:%Y-%m} {verdict} at {bank_time(g['finished_at'])} "
+                     f"({g['gate_run_id']})")
     if status.last_release:
         r = status.last_release
-        at = f"{r['published_at']:%Y-%m-%d %H:%M:%S} Asia/Shanghai"
+        at = bank_time(r["published_at"])
         how = (f"made current again by a rollback at {at}, replacing {r['rolled_back_from']}"
                if r["action"] == "rollback" else f"published {at}")
         lines.append(f"last release: {r['as_of_month']:%Y-%m} {how} "

@@ -26,7 +26,7 @@ import duckdb
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from flows.months import SHANGHAI, month_end
+from flows.months import SHANGHAI, bank_time, month_end
 from flows.reports.dbt_docs import DBT_DOCS_PAGE, DbtDocsError, dbt_docs_path, write_dbt_docs
 from flows.reports.gate_report import (
     AML_NOTE,
@@ -34,7 +34,7 @@ from flows.reports.gate_report import (
     split_aml,
     write_restricted_text,
 )
-from flows.rules import CORPORATE_RULE_SET, CREDIT_GRADES, QUADRANTS, RFM_CLASSES
+from flows.rules import CORPORATE_RULE_SET, CREDIT_GRADES, QUADRANTS, RFM_CLASSES, load_rules
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,13 @@ class ReleaseData:
     rfm: list[dict[str, Any]]
     quadrants: list[dict[str, Any]]
     credit: list[dict[str, Any]]
+    # Customers per churn reason among those who can get a warning (tier ≥ the rules file's churn.min_tier).
     churn: list[dict[str, Any]]
     # Customers whose published tier is an approved override (特批), and the month's CRM events by type.
     overrides: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Who `churn` counts: min_tier, min_tier_name, eligible (customers charted), below (retail, not charted).
+    churn_population: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,9 @@ def _records(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> lis
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def read_release(published_db: Path, as_of_month: date) -> ReleaseData:
-    """The latest release of `as_of_month` and its figures, read from `published_db` (read-only)."""
+def read_release(published_db: Path, as_of_month: date, churn_min_tier: str) -> ReleaseData:
+    """The latest release of `as_of_month` and its figures, read from `published_db` (read-only);
+    `churn_min_tier` is the rules file's `churn.min_tier`, the lowest tier that can get a churn warning."""
     if not Path(published_db).exists():
         raise ReleaseReportError(f"no published database at {published_db}: publish a release first")
     month = [month_end(as_of_month)]
@@ -144,6 +148,7 @@ def read_release(published_db: Path, as_of_month: date) -> ReleaseData:
                                  "ORDER BY published_at DESC LIMIT 1", month)
         if not releases:
             raise ReleaseReportError(f"no release of {as_of_month:%Y-%m} in {published_db}: publish it first")
+        churn, churn_population = _churn_records(con, month, releases[0]["rule_set"], churn_min_tier)
         return ReleaseData(
             release=releases[0],
             tier_summary=_records(con, "SELECT * FROM main.tier_summary WHERE as_of_month = ? "
@@ -159,13 +164,35 @@ def read_release(published_db: Path, as_of_month: date) -> ReleaseData:
                                     "GROUP BY ALL", month),
             credit=_records(con, "SELECT cust_type, credit_grade, count(*) AS customers FROM main.customer_segment "
                                  "WHERE as_of_month = ? GROUP BY ALL ORDER BY cust_type", month),
-            # churn_warning is NULL where it does not apply (corporate types): those are not counted.
-            churn=_records(con, "SELECT churn_reason, count(*) AS customers FROM main.customer_segment "
-                                "WHERE as_of_month = ? AND churn_warning IS NOT NULL GROUP BY ALL", month),
+            churn=churn,
+            churn_population=churn_population,
             **_crm_records(con, month),
         )
     finally:
         con.close()
+
+
+def _churn_records(con: duckdb.DuckDBPyConnection, month: list[date], rule_set: str,
+                   min_tier: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Customers per churn reason among those eligible for a warning, and who that population is.
+
+    A retail customer below `min_tier` gets `churn_warning = false` without ever being checked: counted as
+    "no warning" they would dwarf the warnings. Corporate types have NULL (no churn rule) and are left out.
+    """
+    ladder = {r["tier"]: r for r in _records(con, "SELECT tier, tier_name, tier_rank FROM main.tier_summary "
+                                                  "WHERE as_of_month = ? AND rule_set = ?", [*month, rule_set])}
+    if min_tier not in ladder:
+        raise ReleaseReportError(f"churn.min_tier {min_tier} of the rules file is not a tier of rule set {rule_set}, "
+                                 f"which the release was published with: report it with the release's rules file")
+    eligible_tiers = [t for t, r in ladder.items() if r["tier_rank"] >= ladder[min_tier]["tier_rank"]]
+    rows = _records(con, "SELECT churn_reason, count(*) AS customers FROM main.customer_segment "
+                         "WHERE as_of_month = ? AND churn_warning IS NOT NULL AND list_contains(?, value_tier) "
+                         "GROUP BY ALL", [*month, eligible_tiers])
+    retail = con.execute("SELECT count(*) FROM main.customer_segment WHERE as_of_month = ? "
+                         "AND churn_warning IS NOT NULL", month).fetchone()[0]
+    eligible = sum(r["customers"] for r in rows)
+    return rows, {"min_tier": min_tier, "min_tier_name": ladder[min_tier]["tier_name"], "eligible": eligible,
+                  "below": retail - eligible}
 
 
 def _crm_records(con: duckdb.DuckDBPyConnection, month: list[date]) -> dict[str, list[dict[str, Any]]]:
@@ -316,12 +343,12 @@ def migration_figure(data: ReleaseData, rule_set: str, chart_id: str) -> go.Figu
 
 
 def _counts_figure(chart_id: str, labels: list[str], counts: list[int], hover: list[str] | None = None,
-                   y_title: str = "客户数 customers") -> go.Figure:
+                   y_title: str = "客户数 customers", title: str | None = None) -> go.Figure:
     fig = go.Figure(go.Bar(x=labels, y=counts, text=[f"{n:,}" for n in counts], textposition="outside",
                            cliponaxis=False, customdata=hover or [""] * len(labels),
                            hovertemplate="%{x}<br>%{y:,}<br>%{customdata}<extra></extra>"))
     fig.update_yaxes(title_text=y_title, rangemode="tozero")
-    return _layout(fig, CHARTS[chart_id])
+    return _layout(fig, title or CHARTS[chart_id])
 
 
 def rfm_figure(data: ReleaseData) -> go.Figure:
@@ -366,11 +393,26 @@ def _churn_label(reason: str | None) -> str:
     return " + ".join(_plain(CHURN_REASON_NAMES.get(r, r)) for r in reason.split(","))
 
 
+def _churn_eligible(data: ReleaseData) -> str:
+    population = data.churn_population
+    return (f"among {population['eligible']:,} customers eligible "
+            f"({population['min_tier_name']} {population['min_tier']} and above)")
+
+
 def churn_figure(data: ReleaseData) -> go.Figure:
-    """Customers per churn-warning reason combination (and without a warning)."""
+    """Customers per churn-warning reason combination, and without a warning, among those eligible for one."""
     rows = sorted(data.churn, key=lambda r: (r["churn_reason"] is not None, r["churn_reason"] or ""))
     return _counts_figure("chart-churn", [_churn_label(r["churn_reason"]) for r in rows],
-                          [r["customers"] for r in rows])
+                          [r["customers"] for r in rows],
+                          title=f"{CHARTS['chart-churn']} · {_churn_eligible(data)}")
+
+
+def _churn_note(data: ReleaseData) -> str:
+    population = data.churn_population
+    return (f'<p class="note churn-note">Churn warnings {escape(_churn_eligible(data))}: only retail customers at '
+            f'{escape(str(population["min_tier_name"]))} {escape(population["min_tier"])} or above can get one '
+            f'(rules file <code>churn.min_tier</code>); the {population["below"]:,} below it and corporate '
+            "customers are not charted.</p>")
 
 
 def gate_figure(gate: GateRun) -> go.Figure:
@@ -422,6 +464,7 @@ tr.gate-failed td.status {{ color: {FAIL_COLOUR}; font-weight: 600; }}
 tr.gate-passed td.status {{ color: {PASS_COLOUR}; }}
 .note {{ color: #6b7785; }}
 .chart {{ margin-bottom: 12px; }}
+details summary {{ cursor: pointer; color: {PASS_COLOUR}; margin: 4px 0 8px; }}
 """
 
 
@@ -494,8 +537,21 @@ def _event_table(data: ReleaseData) -> str:
 
 
 def _gate_table(gate: GateRun) -> str:
+    """Failed expectations first, blocking before warning; the passed ones folded under "N passed checks"."""
+    failed = sorted((r for r in gate.results if not r["success"]),
+                    key=lambda r: (r["severity"] != "blocking", str(r["table_name"]), str(r["expectation"])))
+    passed = [r for r in gate.results if r["success"]]
+    html = (_gate_rows_table(failed) if failed
+            else '<p class="note gate-all-passed">没有未通过的期望 no expectation failed.</p>')
+    if passed:
+        html += (f'<details class="gate-passed-checks"><summary>{len(passed)} passed checks</summary>'
+                 f"{_gate_rows_table(passed)}</details>")
+    return html
+
+
+def _gate_rows_table(results: list[dict[str, Any]]) -> str:
     body = []
-    for r in gate.results:
+    for r in results:
         passed = bool(r["success"])
         body.append(
             f'<tr class="gate-row gate-{"passed" if passed else "failed"}">'
@@ -506,6 +562,10 @@ def _gate_table(gate: GateRun) -> str:
     return ("<table><thead><tr><th>表 table</th><th>期望 expectation</th><th>级别 severity</th>"
             "<th>结果 result</th><th>观测值 observed value</th></tr></thead><tbody>"
             + "".join(body) + "</tbody></table>")
+
+
+def _gate_times(gate: GateRun) -> str:
+    return f"{escape(bank_time(gate.started_at))} → {escape(bank_time(gate.finished_at))}"
 
 
 def _chart_html(fig: go.Figure, chart_id: str, first: bool) -> str:
@@ -532,7 +592,7 @@ def render_release_report(data: ReleaseData, gate: GateRun | None, figures: dict
         failed = sum(1 for r in gate.results if not r["success"])
         verdict = "通过 passed" if gate.success else "阻断 blocked"
         gate_meta = (f"<code>{escape(gate.gate_run_id)}</code> · {verdict} · {len(gate.results)} expectations, "
-                     f"{failed} failed · {escape(str(gate.started_at))} → {escape(str(gate.finished_at))}")
+                     f"{failed} failed · {_gate_times(gate)}")
         gate_section = charts["chart-gate-results"] + _gate_table(gate)
         if aml.results:
             gate_section += f'<p class="note aml-note">{escape(AML_NOTE)}</p>'
@@ -546,7 +606,7 @@ def render_release_report(data: ReleaseData, gate: GateRun | None, figures: dict
 <h1>客户分层发布报告 Release report — {escape(month)}</h1>
 <table class="meta">
 <tr><th>发布 release</th><td><code>{escape(str(release["release_id"]))}</code></td></tr>
-<tr><th>发布时间 published at</th><td>{escape(str(release["published_at"]))} (Asia/Shanghai)</td></tr>
+<tr><th>发布时间 published at</th><td>{escape(bank_time(release["published_at"]))}</td></tr>
 <tr><th>规则版本 rules version</th><td>{escape(str(release["rules_version"]))} · 规则集 rule set
 {escape(str(release["rule_set"]))} ({escape(str(release["rule_set_version"]))})</td></tr>
 <tr><th>质量闸门 gate run</th><td>{gate_meta}</td></tr>
@@ -574,10 +634,11 @@ def render_release_report(data: ReleaseData, gate: GateRun | None, figures: dict
 {charts["chart-quadrant"]}
 {charts["chart-credit-risk"]}
 {charts["chart-churn"]}
+{_churn_note(data)}
 
 <h2>质量闸门 Quality gate</h2>
 {gate_section}
-<p class="note">Generated {datetime.now(SHANGHAI):%Y-%m-%d %H:%M:%S} (Asia/Shanghai) from published.duckdb;
+<p class="note">Generated {escape(bank_time(datetime.now(SHANGHAI)))} from published.duckdb;
 charts by plotly, inline (no network needed).</p>
 </body></html>
 """
@@ -596,14 +657,14 @@ def render_restricted_report(data: ReleaseData, gate: GateRun | None, aml_releas
         aml = split_gate_run(gate)[1]
         failed = sum(1 for r in aml.results if not r["success"])
         gate_meta = (f"<code>{escape(gate.gate_run_id)}</code> · {len(aml.results)} AML expectations, "
-                     f"{failed} failed · {escape(str(gate.started_at))} → {escape(str(gate.finished_at))}")
+                     f"{failed} failed · {_gate_times(gate)}")
         gate_section = (_gate_table(aml) if aml.results else
                         '<p class="note">这次闸门没有AML期望 no AML expectations in this gate run.</p>')
     if aml_release is None:
         counts = '<tr><th>AML 发布 AML release</th><td>not found in restricted/aml.duckdb</td></tr>'
     else:
         counts = (f'<tr><th>AML 发布 AML release</th><td><code>{escape(str(aml_release["release_id"]))}</code>'
-                  f' · {escape(str(aml_release["published_at"]))}</td></tr>'
+                  f' · {escape(bank_time(aml_release["published_at"]))}</td></tr>'
                   + "".join(f'<tr><th>{escape(k.removesuffix("_rows"))} rows</th>'
                             f'<td class="num">{v:,}</td></tr>'
                             for k, v in aml_release.items() if k.endswith("_rows") and v is not None))
@@ -625,7 +686,7 @@ def render_restricted_report(data: ReleaseData, gate: GateRun | None, aml_releas
 
 <h2>AML 质量闸门 AML quality gate</h2>
 {gate_section}
-<p class="note">Generated {datetime.now(SHANGHAI):%Y-%m-%d %H:%M:%S} (Asia/Shanghai) from the working database's
+<p class="note">Generated {escape(bank_time(datetime.now(SHANGHAI)))} from the working database's
 gate results and restricted/aml.duckdb.</p>
 </body></html>
 """
@@ -659,7 +720,7 @@ def write_release_report(settings: Settings, as_of_month: date, gate_run_id: str
     page without its docs link and is reported in `dbt_docs_error`, it never fails the report.
     """
     month = month_end(as_of_month)
-    data = read_release(settings.published_db, month)
+    data = read_release(settings.published_db, month, load_rules(settings.rules_path).churn.min_tier)
     wanted = gate_run_id or data.release.get("gate_run_id")
     gate = read_gate_run(settings.working_db, month, wanted)
     if gate is None and gate_run_id is not None:

@@ -41,7 +41,7 @@ from pathlib import Path
 import duckdb
 
 from flows.faults import crash_point
-from flows.months import SHANGHAI
+from flows.months import SHANGHAI, bank_time
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -312,7 +312,7 @@ def _check_catalog(tmp: Path, counts: dict[str, int], release_id: str, what: str
                              + (" AND published_at = ?" if logged_at else ""),
                              [release_id, *([logged_at] if logged_at else [])]).fetchone()[0]
         if logged != 1:
-            at = f" at {logged_at}" if logged_at else ""
+            at = f" at {bank_time(logged_at)}" if logged_at else ""
             raise PublishFailed(f"{what} release_log has {logged} rows for release {release_id}{at}, expected 1")
         if confidential:
             found_confidential = con.execute(

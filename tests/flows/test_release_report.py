@@ -18,6 +18,7 @@ import plotly.offline
 import pytest
 from dbt.task.docs import DOCS_INDEX_FILE_PATH
 
+from flows.months import bank_time
 from flows.reports.dbt_docs import DBT_DOCS_PAGE, MANIFEST_SLOT
 from flows.reports.gate_report import AML_NOTE, render_gate_report, write_gate_report
 from flows.reports.release_report import (
@@ -31,6 +32,7 @@ from flows.reports.release_report import (
     render_release_report,
     write_release_report,
 )
+from flows.rules import load_rules
 from flows.settings import Settings
 from flows.stages.gate_checks import CheckResult, GateResult
 from flows.stages.publishing import AML_TABLES, RESTRICTED_DIR_MODE, RESTRICTED_FILE_MODE
@@ -80,12 +82,18 @@ def test_report_is_written_next_to_the_gate_page_and_the_dbt_docs(report):
     assert written.dbt_docs_error is None and written.dbt_docs_seconds > 0
     assert not list(month_dir.glob("*.tmp"))
     with duckdb.connect(str(settings.published_db), read_only=True) as con:
-        release_id, gate_run_id = con.execute("SELECT release_id, gate_run_id FROM release_log "
-                                              "WHERE as_of_month = ? ORDER BY published_at DESC LIMIT 1",
-                                              [as_of]).fetchone()
+        release_id, gate_run_id, published_at = con.execute(
+            "SELECT release_id, gate_run_id, published_at FROM release_log "
+            "WHERE as_of_month = ? ORDER BY published_at DESC LIMIT 1", [as_of]).fetchone()
     assert (written.release_id, written.gate_run_id) == (release_id, gate_run_id)
     page = _page(report)
     assert release_id in page and gate_run_id in page and f"{as_of:%Y-%m}" in page
+    # Every time on the page is the bank's wall time to the second, with its zone (publication, gate, generated).
+    assert f"<td>{bank_time(published_at)}</td>" in page
+    text = re.sub(r"<script.*?</script>", "", page, flags=re.S)
+    times = re.findall(r"\d\d:\d\d\S*(?: \([^)]*\))?", text)
+    assert len(times) >= 4, times
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d \(Asia/Shanghai, UTC\+08:00\)", t) for t in times), times
 
 
 def test_every_chart_is_drawn_with_plotly_js_inlined_once(report):
@@ -136,12 +144,55 @@ def test_gate_table_has_every_general_result_of_the_run(report):
     assert results[0] > 0
     assert page.count('<tr class="gate-row ') == results[0]
     assert page.count('<tr class="gate-row gate-failed">') == results[1]
+    assert f"<summary>{results[0] - results[1]} passed checks</summary>" in page
     assert AML_NOTE in page  # the one neutral line about AML
+
+
+def test_gate_table_lists_failures_first_and_folds_the_passed_checks(report):
+    settings, written, as_of = report
+    gate = read_gate_run(settings.working_db, as_of, written.gate_run_id)
+    passed = [r for r in gate.results if r["success"] and r["table_name"] not in AML_TABLES]
+    failed = [{**passed[0], "expectation": name, "severity": severity, "success": False}
+              for name, severity in (("warning_failed", "warning"), ("blocking_failed", "blocking"))]
+    gate = dataclasses.replace(gate, results=[*passed, *failed])
+    html = render_release_report(written.data, gate, build_figures(written.data, gate), settings.reports_dir,
+                                 None, None)
+    section = html[html.index("<h2>质量闸门 Quality gate</h2>"):]
+    folded = section.index(f"<details class=\"gate-passed-checks\"><summary>{len(passed)} passed checks</summary>")
+    # Blocking failures, then warnings, all above the fold; every pass below it.
+    assert section.index("blocking_failed") < section.index("warning_failed") < folded
+    assert section.count('<tr class="gate-row gate-passed">') == section[folded:].count(
+        '<tr class="gate-row gate-passed">') == len(passed)
+
+
+def test_churn_chart_counts_only_customers_who_can_get_a_warning(report):
+    settings, written, as_of = report
+    rules = load_rules(settings.rules_path)
+    ladder = sorted(rules.active.tiers, key=lambda t: t.rank)
+    page = _page(report)
+    for min_tier in (rules.churn.min_tier, ladder[-1].code):
+        eligible_tiers = [t.code for t in ladder if t.rank >= rules.active.tier(min_tier).rank]
+        with duckdb.connect(str(settings.published_db), read_only=True) as con:
+            eligible, warned, below = con.execute(
+                "SELECT count(*) FILTER (WHERE list_contains(?, value_tier)), count(*) FILTER (WHERE churn_warning), "
+                "count(*) FILTER (WHERE NOT list_contains(?, value_tier)) FROM customer_segment "
+                "WHERE as_of_month = ? AND churn_warning IS NOT NULL",
+                [eligible_tiers, eligible_tiers, as_of]).fetchone()
+        assert below > 0, "the fixture has retail customers who cannot get a warning"
+        data = read_release(settings.published_db, as_of, min_tier)
+        assert data.churn_population["eligible"] == eligible and data.churn_population["below"] == below
+        figure = build_figures(data, None)["chart-churn"]
+        assert sum(figure.data[0].y) == eligible  # the ineligible are not in the "no warning" bar
+        title = figure.layout.title.text
+        assert f"among {eligible:,} customers eligible" in title and f"{min_tier} and above" in title
+        if min_tier == rules.churn.min_tier:  # the page's population: every warning is charted, and it says whose
+            assert sum(r["customers"] for r in data.churn if r["churn_reason"]) == warned
+            assert f"among {eligible:,} customers eligible" in page and f"the {below:,} below it" in page
 
 
 def test_data_text_is_escaped(report):
     settings, _, as_of = report
-    data = read_release(settings.published_db, as_of)
+    data = read_release(settings.published_db, as_of, load_rules(settings.rules_path).churn.min_tier)
     hostile = "<img src=x onerror=alert(1)>&"
     rows = [{**r, "tier_name": hostile} for r in data.tier_summary]
     data = dataclasses.replace(data, tier_summary=rows, release={**data.release, "rule_set_version": hostile})

@@ -12,7 +12,7 @@ import yaml
 import flows  # noqa: F401  (no-telemetry environment before Prefect loads)
 from flows import deployments
 from flows.deployments import build_deployments
-from flows.months import previous_month_end
+from flows.months import previous_month_end, schedule_text
 from flows.settings import PROJECT_ROOT, Settings
 from flows.warehouse_lock import warehouse_limit_name
 
@@ -31,6 +31,16 @@ def test_previous_month_end_is_in_shanghai_time(moment, expected):
     assert previous_month_end(moment) == expected
 
 
+@pytest.mark.parametrize(("cron", "expected"), [
+    ("0 2 * * *", "02:00 Asia/Shanghai every day = 18:00 UTC the day before"),
+    ("0 6 1 * *", "06:00 Asia/Shanghai on the 1st = 22:00 UTC on the last day of the previous month"),
+    ("30 9 * * *", "09:30 Asia/Shanghai every day = 01:30 UTC the same day"),
+    ("0 7 22 * *", "07:00 Asia/Shanghai on the 22nd = 23:00 UTC on the 21st"),
+])
+def test_schedules_are_described_in_the_bank_zone_and_utc(cron, expected):
+    assert schedule_text(cron) == expected
+
+
 def test_build_deployments_schedules_parameters_and_limits(tmp_path: Path):
     settings = Settings.from_env(warehouse=tmp_path / "wh")
     daily, monthly = build_deployments(tmp_path / "landing", settings)
@@ -45,6 +55,9 @@ def test_build_deployments_schedules_parameters_and_limits(tmp_path: Path):
         assert warehouse_limit_name(settings.warehouse) in deployment.tags
         assert deployment.parameters["warehouse"] == str(settings.warehouse)
         assert deployment.parameters["landing"] == str((tmp_path / "landing").resolve())
+    # The UI shows upcoming runs in the browser's zone: the description says the run time in both.
+    assert daily.description.startswith("Runs 02:00 Asia/Shanghai every day = 18:00 UTC the day before")
+    assert "22:00 UTC on the last day of the previous month" in monthly.description
     # The monthly run leaves as_of empty: the flow takes the month before its scheduled start.
     assert "as_of" not in monthly.parameters
     assert monthly.parameters["rules"] == str(settings.rules_path)
@@ -64,11 +77,14 @@ def test_prefect_yaml_declares_the_same_deployments():
     spec = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
     declared = {d["name"]: d for d in spec["deployments"]}
     assert set(declared) == {deployments.DAILY_DEPLOYMENT, deployments.MONTHLY_DEPLOYMENT}
-    for name, cron, attribute in ((deployments.DAILY_DEPLOYMENT, deployments.DAILY_INGEST_CRON, "daily_ingest"),
-                                  (deployments.MONTHLY_DEPLOYMENT, deployments.MONTHLY_RUN_CRON,
-                                   "monthly_tiering_run")):
+    for name, cron, attribute, description in (
+            (deployments.DAILY_DEPLOYMENT, deployments.DAILY_INGEST_CRON, "daily_ingest",
+             deployments.DAILY_DESCRIPTION),
+            (deployments.MONTHLY_DEPLOYMENT, deployments.MONTHLY_RUN_CRON, "monthly_tiering_run",
+             deployments.MONTHLY_DESCRIPTION)):
         entry = declared[name]
         assert entry["schedules"] == [{"cron": cron, "timezone": deployments.BANK_TIMEZONE}]
+        assert entry["description"] == description
         assert entry["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
         assert entry["entrypoint"] == f"flows/deployments.py:{attribute}"
         assert (PROJECT_ROOT / entry["entrypoint"].split(":")[0]).is_file()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -277,12 +278,14 @@ def test_the_cli_rolls_back_under_the_warehouse_lock_and_status_says_so(warehous
     assert current_release(warehouse / "published.duckdb") == second.release_id
 
     assert main(["rollback", "--to", first.release_id, "--warehouse", str(warehouse)]) == 0
-    assert capsys.readouterr().out.startswith(f"rolled back to release {first.release_id} (2026-10, rules {RULES})")
+    out = capsys.readouterr().out
+    assert out.startswith(f"rolled back to release {first.release_id} (2026-10, rules {RULES})")
+    assert re.search(r" at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(Asia/Shanghai, UTC\+08:00\): ", out), out
     assert current_release(warehouse / "published.duckdb") == first.release_id
     assert main(["status", "--warehouse", str(warehouse)]) == 0
     out = capsys.readouterr().out
     assert "last release: 2026-10 made current again by a rollback at " in out
-    assert f"Asia/Shanghai, replacing {second.release_id} ({first.release_id}, rules {RULES}" in out
+    assert f"(Asia/Shanghai, UTC+08:00), replacing {second.release_id} ({first.release_id}, rules {RULES}" in out
     assert f'"pid": {os.getpid()},' in (warehouse / ".tiering.lock").read_text()  # it held the warehouse lock
     # The README's query of release_log, with the duckdb command installed beside the project.
     shown = subprocess.run([str(Path(sys.executable).parent / "duckdb"), "-readonly", "-csv",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import subprocess
 import sys
 
@@ -43,26 +44,52 @@ def test_status_reports_loaded_rejected_and_pending_batches(tmp_path, capsys):
     assert "pending in landing: 2 — 20260102, 20260103" in out
 
 
-def test_status_while_a_pipeline_holds_the_working_database(tmp_path, capsys):
+def _hold(code: str, *args: str) -> subprocess.Popen:
+    """Another process running `code` (which prints "ok" once it holds what it takes) with `args`."""
+    holder = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "ok"
+    return holder
+
+
+def test_status_while_a_run_holds_the_warehouse_claims_nothing_pending(tmp_path, capsys):
+    """A served run's first minutes: it holds the warehouse and has not written the working database yet, so
+    every landing folder looks unloaded; status must say the batch states are unknown, not list them as pending."""
+    settings = Settings.from_env(warehouse=tmp_path / "warehouse")
+    landing = tmp_path / "landing"
+    generate(landing, 10, DAYS[0], DAYS[0], seed=3)
+    holder = _hold("import sys, time; from flows.warehouse_lock import warehouse_lock\n"
+                   "with warehouse_lock(sys.argv[1], 'tiering-run flow (2026-01)'):\n"
+                   "    print('ok', flush=True); time.sleep(30)", str(settings.warehouse))
+    try:
+        status = collect_status(settings, landing)
+        assert status.pending is None and status.loaded is None and not status.failed_batches
+        assert main(["status", "--landing", str(landing), "--warehouse", str(settings.warehouse)]) == 0
+        out = capsys.readouterr().out
+    finally:
+        holder.kill()
+        holder.wait()
+    assert re.search(r"running now: a run holds the working database \(`tiering-run flow \(2026-01\)`, "
+                     rf"pid {holder.pid} on .+, since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d \(Asia/Shanghai, "
+                     r"UTC\+08:00\)\): batch states unknown until it finishes", out), out
+    assert "pending in landing" not in out
+    assert "no working database yet" not in out  # the run may be creating it
+
+
+def test_status_while_another_process_has_the_working_database_open(tmp_path, capsys):
+    """No run, but the working database is open for writing elsewhere (a duckdb shell): unknown, not pending."""
     settings = Settings.from_env(warehouse=tmp_path / "warehouse")
     landing = tmp_path / "landing"
     generate(landing, 10, DAYS[0], DAYS[0], seed=3)
     ingest_batches(landing, settings.working_db, wait_seconds=0)
-    # Another process holds the warehouse and the working database's write lock, as a running pipeline would.
-    holder = subprocess.Popen([sys.executable, "-c",
-                               "import duckdb, sys, time; from flows.warehouse_lock import warehouse_lock\n"
-                               "with warehouse_lock(sys.argv[2], 'tiering run --as-of 2026-01'):\n"
-                               "    c = duckdb.connect(sys.argv[1]); print('ok', flush=True); time.sleep(30)",
-                               str(settings.working_db), str(settings.warehouse)], stdout=subprocess.PIPE, text=True)
+    holder = _hold("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ok', flush=True); time.sleep(30)",
+                   str(settings.working_db))
     try:
-        assert holder.stdout.readline().strip() == "ok"
         status = collect_status(settings, landing)
-        assert BUSY in status.notes and status.loaded is None
+        assert BUSY in status.notes and status.loaded is None and status.running is None
         assert status.pending is None  # a loaded batch must not be shown as pending
         assert main(["status", "--landing", str(landing), "--warehouse", str(settings.warehouse)]) == 0
         out = capsys.readouterr().out
-        assert f"running now: `tiering run --as-of 2026-01` (pid {holder.pid} on " in out
-        assert "pending in landing" not in out
+        assert f"note: {BUSY}" in out and "pending in landing" not in out
     finally:
         holder.kill()
         holder.wait()
