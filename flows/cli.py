@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import shlex
 import signal
 import sys
 import textwrap
@@ -36,7 +37,7 @@ EXAMPLES = textwrap.dedent("""\
       tiering events --as-of 2026-10 --branch B001
       tiering serve --landing landing --warehouse warehouse   (needs PREFECT_API_URL, see README)
       tiering demo
-      duckdb -readonly warehouse/published.duckdb "from tier_summary"
+      .venv/bin/duckdb -readonly warehouse/published.duckdb "from tier_summary"   (the DuckDB CLI, installed with tiering)
     """)
 
 
@@ -403,15 +404,31 @@ def _demo(args) -> int:
             print(f"running month {as_of:%Y-%m}")
             _run_month(landing, as_of, settings, False)
     print_tier_summary(settings.published_db, end)
-    print(textwrap.dedent(f"""
-        where to look:
-          release report    {settings.reports_dir}/{end:%Y-%m}/index.html (charts; gate page and dbt docs linked)
-          published tiers   duckdb -readonly {settings.published_db} "from customer_segment limit 10"
-          Parquet exports   {settings.exports_dir}/
-          gate results      {settings.reports_dir}/{end:%Y-%m}/gate.html
-          working database  {settings.working_db} (raw, audit, dbt layers; pipeline only)
-        """))
+    print(where_to_look(settings, end))
     return 0
+
+
+def duckdb_command() -> str:
+    """The DuckDB command line as a user can type it here: the `duckdb` installed beside this Python (duckdb-cli,
+    a project dependency), by a path relative to the current folder when it is below it. A bare `duckdb` would
+    need the virtual environment activated."""
+    cli = Path(sys.executable).parent / "duckdb"
+    try:
+        return shlex.quote(str(cli.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(cli))
+
+
+def where_to_look(settings: Settings, month: dt.date) -> str:
+    """The demo's closing pointers; each command in it runs as printed (tests/integration/test_readme_commands.py)."""
+    return textwrap.dedent(f"""
+        where to look:
+          release report    {settings.reports_dir}/{month:%Y-%m}/index.html (charts; gate page and dbt docs linked)
+          published tiers   {duckdb_command()} -readonly {shlex.quote(str(settings.published_db))} "from customer_segment limit 10"
+          Parquet exports   {settings.exports_dir}/
+          gate results      {settings.reports_dir}/{month:%Y-%m}/gate.html
+          working database  {settings.working_db} (raw, audit, dbt layers; pipeline only)
+        """)
 
 
 def _explain(args) -> int:
