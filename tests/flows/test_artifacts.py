@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
+import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from flows.reports.release_report import NEW_CUSTOMER
+from flows.rules import load_rules
+from flows.settings import DEFAULT_RULES
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +52,47 @@ def table(artifact) -> list[dict]:
     return json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
 
 
+def markdown_rows(text: str) -> list[dict[str, str]]:
+    """The rows of the markdown tables in `text` (one header per table), as dicts of cell text."""
+    rows: list[dict[str, str]] = []
+    header: list[str] | None = None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        if header is None:
+            header = cells
+        elif not set(line) <= set("|-: "):
+            rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def published(warehouse: Path, sql: str, params: list) -> list[tuple]:
+    with duckdb.connect(str(warehouse / "published.duckdb"), read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+@pytest.fixture(scope="module")
+def gate_failed_run(published_warehouse, tmp_path_factory):
+    """March run again on a copy of the published warehouse whose candidate month was tampered with after its
+    build: every batch is already loaded, the gate blocks. Returns (warehouse, the release in force, error)."""
+    from flows.pipeline import tiering_run
+    from flows.settings import Settings
+    from flows.stages.gate import GateFailed
+
+    landing, source, as_of = published_warehouse
+    warehouse = tmp_path_factory.mktemp("gate_failed") / "warehouse"
+    shutil.copytree(source, warehouse, symlinks=True)
+    with duckdb.connect(str(warehouse / "tiering.duckdb")) as con:
+        con.execute("UPDATE main_marts.customer_segment SET value_tier = NULL WHERE as_of_month = ? AND cust_id = "
+                    "(SELECT min(cust_id) FROM main_marts.customer_segment)", [as_of])
+    (in_force,), = published(warehouse, "SELECT release_id FROM release_log ORDER BY published_at DESC LIMIT 1", [])
+    with pytest.raises(GateFailed) as failed:
+        tiering_run(landing=str(landing), as_of=as_of, settings=Settings.from_env(warehouse=warehouse))
+    return warehouse, in_force, failed.value
+
+
 def test_ingest_artifact_counts_every_record_of_every_batch(published_warehouse):
     _, warehouse, _ = published_warehouse
     first_ingest = runs_of("ingest", warehouse)[0]
@@ -81,7 +127,14 @@ def test_gate_artifact_lists_every_general_expectation_and_nothing_of_aml(publis
     assert aml > 0  # the run had AML expectations …
     assert len(rows) == general  # … and the artifact, which every Prefect UI user sees, shows none of them
     assert not {r["table"] for r in rows} & set(AML_TABLES)
-    assert sum(r["result"] == "pass" for r in rows) == passed
+    assert sum(r["result"] in ("passed", "warning not raised") or r["result"].startswith("warning not raised —")
+               for r in rows) == passed
+    # A warning is raised or not, against the bound from the rules file; only blocking checks pass or fail.
+    assert {r["result"] for r in rows if r["severity"] == "blocking"} <= {"passed", "FAILED"}
+    warnings = {r["expectation"]: r["result"] for r in rows if r["severity"] == "warning"}
+    assert warnings and all(re.fullmatch(r"warning (not )?raised — bound: .+", v) for v in warnings.values())
+    share = load_rules(DEFAULT_RULES).warn_on_watch_share
+    assert warnings["on_watch_share"].endswith(f"bound: at most {share:.0%} of customers on watch")
     description = found["gate-report"].description
     assert gate_run_id in description and f"{general} expectations" in description
     assert "AML results: restricted report (AML staff only)" in description
@@ -100,10 +153,16 @@ def test_report_artifacts_show_the_published_month(published_warehouse):
                                            "ORDER BY published_at DESC LIMIT 1").fetchone()
         migration = con.execute("SELECT coalesce(from_tier, ?), to_tier, customers FROM tier_migration "
                                 "WHERE as_of_month = ? AND rule_set = ?", [NEW_CUSTOMER, as_of, rule_set]).fetchall()
-    shown = {(r["rule set"], r["tier"]): (r["customers 客户数"], r["Σ avg daily AUM (CNY) 日均资产合计"])
-             for r in table(found["tier-summary"])}
+    rows = markdown_rows(found["tier-summary"].data)
+    shown = {(r["rule set"].split(" ")[0], r["tier"]): (r["customers 客户数"], r["Σ avg daily AUM (CNY) 日均资产合计"])
+             for r in rows}
     # Money is shown exactly, to the cent, as text.
-    assert shown == {(rs, t): (n, f"{aum:,.2f}") for rs, t, n, aum in summary}
+    assert shown == {(rs, t): (f"{n:,}", f"{aum:,.2f}") for rs, t, n, aum in summary}
+    # One markdown table (a table artifact pages at 10 rows): the active rule set first and marked, then
+    # corporate, then the comparison sets.
+    labels = list(dict.fromkeys(r["rule set"] for r in rows))
+    assert len(rows) > 10 and labels[:2] == [f"{rule_set} (active 生效)", "corporate (published 发布)"]
+    assert labels[2:] and all(label.endswith(" (comparison 对比)") for label in labels[2:])
     assert release_id in found["tier-summary"].description
     matrix = {(r["from ↓ / to →"], tier): n for r in table(found["tier-migration"])
               for tier, n in r.items() if tier not in ("rule set", "from ↓ / to →")}
@@ -111,3 +170,14 @@ def test_report_artifacts_show_the_published_month(published_warehouse):
     assert {r["rule set"] for r in table(found["tier-migration"])} == {rule_set}
     report_page = warehouse / "reports" / f"{as_of:%Y-%m}" / "index.html"
     assert report_page.is_file() and report_page.as_uri() in found["release-report"].data
+
+
+def test_batch_headline_counts_what_the_run_did_when_every_batch_was_already_loaded(gate_failed_run):
+    warehouse, *_ = gate_failed_run
+    artifact = artifacts_of(runs_of("ingest", warehouse)[-1].id)["batch-load-summary"]
+    days = (dt.date(2026, 3, 31) - dt.date(2026, 1, 1)).days + 1
+    assert artifact.description.endswith(f"{days} batch(es) seen: 0 loaded this run, {days} unchanged "
+                                         "(already loaded), 0 failed; no records read this run.")
+    rows = table(artifact)
+    assert len(rows) == days and {r["outcome"] for r in rows} == {"unchanged"}
+    assert {(r["records"], r["loaded"], r["quarantined"]) for r in rows} == {(0, 0, 0)}
