@@ -93,6 +93,18 @@ def gate_failed_run(published_warehouse, tmp_path_factory):
     return warehouse, in_force, failed.value
 
 
+def run_log(flow_run_id) -> list[str]:
+    """The INFO lines of a flow run's log on the server (after the pending ones were sent)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [entry.message for entry in logs if entry.level == 20]
+
+
 def test_ingest_artifact_counts_every_record_of_every_batch(published_warehouse):
     _, warehouse, _ = published_warehouse
     first_ingest = runs_of("ingest", warehouse)[0]
@@ -170,6 +182,56 @@ def test_report_artifacts_show_the_published_month(published_warehouse):
     assert {r["rule set"] for r in table(found["tier-migration"])} == {rule_set}
     report_page = warehouse / "reports" / f"{as_of:%Y-%m}" / "index.html"
     assert report_page.is_file() and report_page.as_uri() in found["release-report"].data
+
+
+def test_run_summary_of_a_published_run_shows_release_gate_tiers_and_report(published_warehouse):
+    _, warehouse, as_of = published_warehouse
+    run = runs_of("tiering-run", warehouse)[-1]
+    summary = artifacts_of(run.id)["run-summary"]
+    text = summary.data
+    (release, previous), = published(warehouse, "SELECT release_id, lag(release_id) OVER (ORDER BY published_at) "
+                                                "FROM release_log ORDER BY published_at DESC LIMIT 1", [])
+    assert "published 已发布" in summary.description and "NOT published" not in text
+    assert f"2026-03 published 已发布 as release `{release}`, replacing release `{previous}` (release of 2026-02" in text
+    with duckdb.connect(str(warehouse / "tiering.duckdb"), read_only=True) as con:
+        (blocking, warnings), = con.execute(
+            "SELECT count(*) FILTER (severity = 'blocking' AND NOT success), count(*) FILTER (severity <> 'blocking' "
+            "AND NOT success) FROM gate.result WHERE gate_run_id = (SELECT gate_run_id FROM gate.run "
+            "WHERE as_of_month = ? ORDER BY started_at DESC LIMIT 1)", [as_of]).fetchall()
+    gate = f"2026-03 passed 通过: {blocking} blocking failure(s), {warnings} warning(s) raised"
+    assert gate in text and str(warehouse / "reports" / "2026-03" / "gate.html") in text
+    assert str(warehouse / "reports" / "2026-03" / "index.html") in text
+    assert "started " in text and text.count("(Asia/Shanghai, UTC+08:00)") >= 3  # run start, end, previous release
+    # Customers per published tier (active retail, corporate) and the change vs February, from published.duckdb.
+    tiers = published(warehouse, "SELECT t.rule_set, t.tier, t.customers, t.customers - p.customers "
+                                 "FROM tier_summary t JOIN tier_summary p USING (rule_set, tier) "
+                                 "JOIN (SELECT rule_set FROM release_log ORDER BY published_at DESC LIMIT 1) r "
+                                 "ON t.rule_set IN (r.rule_set, 'corporate') "
+                                 "WHERE t.as_of_month = ? AND p.as_of_month = ?", [as_of, dt.date(2026, 2, 28)])
+    shown = {(r["rule set"].split(" ")[0], r["tier"]): (r["customers 客户数"], r["change 变化"])
+             for r in markdown_rows(text)}
+    assert shown == {(rs, t): (f"{n:,}", f"{d:+,}" if d else "±0") for rs, t, n, d in tiers}
+    assert any(d for *_, d in tiers), "no tier changed: the change column is not tested"
+    # The run's log says the same in one INFO line.
+    line, = [m for m in run_log(run.id) if m.startswith("run summary: ")]
+    assert release in line and previous in line and gate in line
+    assert all(f"{t} {n:,} ({f'{d:+,}' if d else '±0'})" in line for _, t, n, d in tiers)
+
+
+def test_run_summary_of_a_gate_failed_run_names_the_stage_the_reason_and_the_release_in_force(gate_failed_run):
+    warehouse, in_force, error = gate_failed_run
+    run = runs_of("tiering-run", warehouse)[-1]
+    assert run.state.is_failed()
+    summary = artifacts_of(run.id)["run-summary"]
+    assert "NOT published 未发布" in summary.description
+    reason = str(error).splitlines()[0]
+    assert "customer_segment.value_tier_not_null" in reason
+    assert (f"2026-03 NOT published 未发布 — the gate stage failed: {reason}; release `{in_force}` (release of "
+            "2026-03, published ") in summary.data
+    assert "stays in force" in summary.data
+    assert "2026-03 FAILED 未通过: " in summary.data and "Customers per tier" not in summary.data
+    assert published(warehouse, "SELECT release_id FROM release_log ORDER BY published_at DESC LIMIT 1",
+                     []) == [(in_force,)]
 
 
 def test_batch_headline_counts_what_the_run_did_when_every_batch_was_already_loaded(gate_failed_run):
