@@ -89,7 +89,7 @@ class RunSummary:
         release = self.release_in_force
         if release is None:
             return "no release has been published yet"
-        return (f"release `{release['release_id']}` (release of {release['as_of_month']:%Y-%m}, published "
+        return (f"release `{release['release_id']}` (release of {release['as_of_month']:%Y-%m}, current since "
                 f"{bank_time(release['published_at'])})")
 
     def outcome(self) -> str:
@@ -107,8 +107,10 @@ class RunSummary:
         """The outcome in a few words, for the artifact's card in the UI."""
         month = f"{self.as_of:%Y-%m}"
         if self.published:
+            gate = next((g for g in self.gates if g.as_of_month == self.as_of), None)
+            checked = (f"; gate passed 通过 with {gate.warnings_raised} warning(s) raised" if gate else "")
             stage = f"; then the {STAGE_NAMES[self.failed_stage]} stage failed" if self.failed_stage else ""
-            return f"{month}: published 已发布 — release `{self.release_id}`{stage}"
+            return f"{month}: published 已发布 — release `{self.release_id}`{checked}{stage}"
         stage = STAGE_NAMES.get(self.failed_stage or "", self.failed_stage or "run")
         kept = f"release `{self.release_in_force['release_id']}`" if self.release_in_force else "no release"
         return f"{month}: NOT published 未发布 — the {stage} stage failed; {kept} stays in force"
@@ -136,7 +138,7 @@ class RunSummary:
                          + "; ".join(f"{rule_set} {', '.join(tiers)}" for rule_set, tiers in by_rule_set.items()))
         if self.report_page:
             parts.append(f"release report {self.report_page}")
-        return "; ".join(parts)
+        return "; ".join(parts).replace("`", "")  # the artifact's code marks, not the log's
 
     def markdown(self) -> str:
         """The `run-summary` artifact: outcome, times, gate, release report, customers per tier."""
@@ -170,7 +172,8 @@ def _path_link(path: Path) -> str:
 
 
 def release_in_force(published_db: Path) -> dict[str, Any] | None:
-    """The current release (latest release_log row) of `published_db`, read-only; None if none or unreadable."""
+    """The current release of `published_db` (latest release_log row: `published_at` is when it became current,
+    by a publication or a rollback), read-only; None if none or unreadable."""
     if not Path(published_db).exists():
         return None
     try:

@@ -227,7 +227,7 @@ def test_run_summary_of_a_gate_failed_run_names_the_stage_the_reason_and_the_rel
     reason = str(error).splitlines()[0]
     assert "customer_segment.value_tier_not_null" in reason
     assert (f"2026-03 NOT published 未发布 — the gate stage failed: {reason}; release `{in_force}` (release of "
-            "2026-03, published ") in summary.data
+            "2026-03, current since ") in summary.data
     assert "stays in force" in summary.data
     assert "2026-03 FAILED 未通过: " in summary.data and "Customers per tier" not in summary.data
     assert published(warehouse, "SELECT release_id FROM release_log ORDER BY published_at DESC LIMIT 1",
