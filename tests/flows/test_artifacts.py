@@ -243,3 +243,43 @@ def test_batch_headline_counts_what_the_run_did_when_every_batch_was_already_loa
     rows = table(artifact)
     assert len(rows) == days and {r["outcome"] for r in rows} == {"unchanged"}
     assert {(r["records"], r["loaded"], r["quarantined"]) for r in rows} == {(0, 0, 0)}
+
+
+def test_batch_headline_counts_loaded_replaced_unchanged_and_failed_batches_of_this_run():
+    from flows.reports.artifacts import batch_load_headline, batch_load_rows
+    from flows.stages.extracts import BatchResult, IngestReport, TableCounts
+
+    day = dt.date(2026, 3, 1)
+    report = IngestReport([
+        BatchResult(day, "unchanged", "already loaded with identical content", {"TXN": TableCounts(900, 900, 0)}),
+        BatchResult(day + dt.timedelta(1), "loaded", "", {"TXN": TableCounts(10, 9, 1)}),
+        BatchResult(day + dt.timedelta(2), "replaced", "", {"TXN": TableCounts(5, 5, 0)}),
+        BatchResult(day + dt.timedelta(3), "rejected", "TXN: control totals do not match")])
+    assert batch_load_headline(report) == ("4 batch(es) seen: 2 loaded this run (1 replacing an earlier delivery), "
+                                           "1 unchanged (already loaded), 1 failed; 15 records read this run: "
+                                           "14 loaded, 1 quarantined.")
+    # What this run did first (the UI shows 10 rows a page); an unchanged batch counts nothing here.
+    assert [(r["outcome"], r["records"]) for r in batch_load_rows(report)] == [
+        ("rejected", 0), ("loaded", 10), ("replaced", 5), ("unchanged", 0)]
+
+
+def test_a_warning_reads_raised_or_not_raised_on_the_gate_page_and_artifact():
+    from flows.reports.artifacts import gate_rows
+    from flows.reports.gate_report import render_gate_report
+    from flows.stages.gate_checks import CheckResult, GateResult
+
+    bound = "at most 20% of customers on watch"
+    result = GateResult(
+        gate_run_id="run-1", as_of_month=dt.date(2026, 3, 31), started_at=dt.datetime(2026, 4, 1, 6),
+        finished_at=dt.datetime(2026, 4, 1, 6, 1), rules_version="v1",
+        results=[CheckResult("customer_segment", "on_watch_share", "warning", True, "14 of 297 unexpected", "{}", bound),
+                 CheckResult("customer_segment", "downgrade_share", "warning", False, "40 of 297 unexpected", "{}",
+                             "at most 10% of customers downgraded this month"),
+                 CheckResult("customer_segment", "cust_id_not_null", "blocking", True, "0 of 297 unexpected", "{}",
+                             "cust_id is never null")])
+    results = {r["expectation"]: r["result"] for r in gate_rows(result)}
+    assert results == {"on_watch_share": f"warning not raised — bound: {bound}",
+                       "downgrade_share": "warning raised — bound: at most 10% of customers downgraded this month",
+                       "cust_id_not_null": "passed"}
+    cells = re.findall(r'<td class="status">([^<]*)</td>', render_gate_report(result))
+    assert sorted(cells) == ["passed", "warning not raised", "warning raised"]
