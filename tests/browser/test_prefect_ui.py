@@ -49,6 +49,7 @@ ARTIFACT_OWNERS = {
     "tier-summary": "report",
     "tier-migration": "report",
     "release-report": "report",
+    "run-summary": "tiering-run",  # the parent run's own
 }
 
 
@@ -284,7 +285,7 @@ def test_the_ui_sends_no_usage_events(ui: UIPage, monthly_run: MonthlyRun):
     assert [r for r in ui.outside if not r.startswith("GET ")] == []
 
 
-@pytest.mark.parametrize("stage", sorted(set(ARTIFACT_OWNERS.values())))
+@pytest.mark.parametrize("stage", sorted(set(ARTIFACT_OWNERS.values()) - {"tiering-run"}))
 def test_each_stage_run_shows_its_artifacts(ui: UIPage, monthly_run: MonthlyRun, stage: str):
     page, sub = ui.page, monthly_run.stage(stage)
     page.goto(monthly_run.ui(f"/v2/runs/flow-run/{sub['id']}?tab=Artifacts"))
@@ -321,7 +322,9 @@ def test_gate_report_artifact_shows_a_passed_gate(ui: UIPage, monthly_run: Month
     with screenshot(page, monthly_run, "artifact-gate-report.png"):
         expect(page.get_by_role("main")).to_contain_text(f"{MONTH}: passed")
         rows = _table_rows(page)
-        assert rows and all("pass" in row for row in rows), rows  # failures would be listed first
+        # Failures would be listed first; a warning is never "passed", only raised or not.
+        assert rows and all(any(cell == "passed" or cell.startswith("warning not raised — bound: ") for cell in row)
+                            for row in rows), rows
 
 
 def test_tier_summary_artifact_shows_the_published_tiers(ui: UIPage, monthly_run: MonthlyRun):
@@ -331,11 +334,35 @@ def test_tier_summary_artifact_shows_the_published_tiers(ui: UIPage, monthly_run
         expect(page.get_by_role("main")).to_contain_text(f"客户分层汇总 {MONTH}")
         published = _published(monthly_run, "SELECT rule_set, tier, tier_name, customers FROM tier_summary "
                                              "WHERE as_of_month = ?")
+        (active,), = _published(monthly_run, "SELECT rule_set FROM release_log WHERE as_of_month = ?")
         rows = _table_rows(page)
-        assert len(rows) == min(10, len(published))
-        for row in rows:  # each row shown is a published row: rule set, tier, Chinese name, customers
-            assert any({rule_set, tier, name, str(customers)} <= set(row)
+        assert len(rows) == len(published) > 10  # every row on one page (a markdown table does not page)
+        assert rows[0][0] == f"{active} (active 生效)"
+        for row in rows:  # each row shown is a published row: rule set (with its role), tier, name, customers
+            assert any(row[0].startswith(f"{rule_set} (") and {tier, name, f"{customers:,}"} <= set(row)
                        for rule_set, tier, name, customers in published), row
+
+
+def test_parent_run_page_shows_the_run_summary(ui: UIPage, monthly_run: MonthlyRun):
+    """The `tiering-run` page's Artifacts tab has the run summary: published, the gate, customers per tier."""
+    run, page = monthly_run.flow_run, ui.page
+    (release_id,), = _published(monthly_run, "SELECT release_id FROM release_log WHERE as_of_month = ?")
+    page.goto(monthly_run.ui(f"/v2/runs/flow-run/{run['id']}?tab=Artifacts"))
+    with screenshot(page, monthly_run, "tiering-run-artifacts.png"):
+        card = page.get_by_role("tabpanel").locator("a[href$='/artifacts/key/run-summary']")
+        expect(card).to_contain_text(f"{MONTH}: published 已发布 — release {release_id}")
+    page.goto(monthly_run.ui(f"/v2/artifacts/artifact/{monthly_run.artifact('run-summary')['id']}"))
+    with screenshot(page, monthly_run, "artifact-run-summary.png"):
+        main = page.get_by_role("main")
+        expect(main).to_contain_text(f"{MONTH} published 已发布 as release {release_id}")
+        expect(main).to_contain_text(f"{MONTH} passed 通过: 0 blocking failure(s)")
+        expect(main).to_contain_text(str(monthly_run.warehouse / "reports" / MONTH / "index.html"))
+        rows = _table_rows(page)
+        published = _published(monthly_run, "SELECT t.rule_set, t.tier, t.customers FROM tier_summary t "
+                                             "JOIN release_log r USING (as_of_month) WHERE as_of_month = ? "
+                                             "AND t.rule_set IN (r.rule_set, 'corporate')")
+        assert {(row[0].split(" ")[0], row[1], row[3]) for row in rows} == {
+            (rule_set, tier, f"{customers:,}") for rule_set, tier, customers in published}
 
 
 def test_tier_migration_artifact_shows_moves_from_the_previous_month(ui: UIPage, monthly_run: MonthlyRun):
