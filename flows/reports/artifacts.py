@@ -149,7 +149,7 @@ def gate_rows(result: Any) -> list[dict[str, Any]]:
     general, _ = split_aml(result.results)
     ordered = sorted(general, key=lambda r: (r.success, r.severity != "blocking", r.full_name))
     return [{"table": r.table, "expectation": r.name, "severity": r.severity,
-             "result": check_verdict(r) + ("" if r.severity == "blocking" else f" — bound: {r.description}"),
+             "result": check_verdict(r.severity, r.success) + ("" if r.severity == "blocking" else f" — bound: {r.description}"),
              "observed": r.observed_value, "what failed": r.summary} for r in ordered]
 
 

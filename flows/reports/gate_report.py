@@ -106,18 +106,19 @@ details summary { cursor: pointer; color: #3b5b7a; }
 """
 
 
-def check_verdict(row: Any) -> str:
+def check_verdict(severity: str, success: bool) -> str:
     """How one check's result reads: a blocking check passed or FAILED; a warning never fails, it is raised
     or not (`passed` on a warning read as if its bound did not matter)."""
-    if row.severity == "blocking":
-        return "passed" if row.success else "FAILED"
-    return "warning not raised" if row.success else "warning raised"
+    if severity == "blocking":
+        return "passed" if success else "FAILED"
+    return "warning not raised" if success else "warning raised"
 
 
 def _status(row: Any) -> tuple[str, str]:
     if row.success:
-        return "passed", check_verdict(row)
-    return ("failed-blocking" if row.severity == "blocking" else "failed-warning"), check_verdict(row)
+        return "passed", check_verdict(row.severity, row.success)
+    return ("failed-blocking" if row.severity == "blocking" else "failed-warning"), check_verdict(row.severity,
+                                                                                                   row.success)
 
 
 def _details(raw: str) -> str:

@@ -31,6 +31,7 @@ from flows.reports.dbt_docs import DBT_DOCS_PAGE, DbtDocsError, dbt_docs_path, w
 from flows.reports.gate_report import (
     AML_NOTE,
     GATE_PAGE,
+    check_verdict,
     split_aml,
     write_restricted_text,
 )
@@ -68,6 +69,9 @@ NO_CHURN_WARNING = "无预警 no warning"
 NEW_CUSTOMER = "新客户 NEW"
 SEVERITY_NAMES = {"blocking": "阻断 blocking", "warning": "警告 warning"}
 PASSED, FAILED = "通过 passed", "未通过 failed"
+# A warning is raised or not; "passed" on it read as if its bound did not matter (gate_report.check_verdict).
+VERDICT_NAMES = {"passed": PASSED, "FAILED": FAILED, "warning not raised": "未触发 warning not raised",
+                 "warning raised": "已触发 warning raised"}
 PASS_COLOUR, FAIL_COLOUR = "#2e7d32", "#c62828"
 
 
@@ -557,7 +561,7 @@ def _gate_rows_table(results: list[dict[str, Any]]) -> str:
             f'<tr class="gate-row gate-{"passed" if passed else "failed"}">'
             f'<td><code>{escape(str(r["table_name"]))}</code></td><td><code>{escape(str(r["expectation"]))}</code></td>'
             f'<td>{escape(SEVERITY_NAMES.get(r["severity"], str(r["severity"])))}</td>'
-            f'<td class="status">{PASSED if passed else FAILED}</td>'
+            f'<td class="status">{escape(VERDICT_NAMES[check_verdict(r["severity"], passed)])}</td>'
             f'<td>{escape(str(r["observed_value"] or ""))}</td></tr>')
     return ("<table><thead><tr><th>表 table</th><th>期望 expectation</th><th>级别 severity</th>"
             "<th>结果 result</th><th>观测值 observed value</th></tr></thead><tbody>"

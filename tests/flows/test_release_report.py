@@ -163,6 +163,11 @@ def test_gate_table_lists_failures_first_and_folds_the_passed_checks(report):
     assert section.index("blocking_failed") < section.index("warning_failed") < folded
     assert section.count('<tr class="gate-row gate-passed">') == section[folded:].count(
         '<tr class="gate-row gate-passed">') == len(passed)
+    # A warning is raised or not, never "passed" / "failed".
+    warning_row = section[section.index("warning_failed"):].split("</tr>")[0]
+    assert "已触发 warning raised" in warning_row and "failed" not in warning_row.replace("warning_failed", "")
+    warnings_passed = sum(r["severity"] == "warning" for r in passed)
+    assert warnings_passed and section[folded:].count("未触发 warning not raised") == warnings_passed
 
 
 def test_churn_chart_counts_only_customers_who_can_get_a_warning(report):
