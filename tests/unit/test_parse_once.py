@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_the_parent_flow_passes_the_date_and_its_settings_object_to_every_subflo
         rules_version="test", results=[])))
     monkeypatch.setattr(pipeline, "publish_flow", fake("publish", lambda kw: Release(
         "release-1", kw["as_of"], None, "", "", "", "", {}, Path("published.duckdb"))))
-    monkeypatch.setattr(pipeline, "report_flow", fake("report"))
+    monkeypatch.setattr(pipeline, "report_flow", fake("report", lambda kw: SimpleNamespace(path=tmp_path / "index.html")))
     settings = Settings(warehouse=tmp_path / "wh")
 
     pipeline.tiering_run.fn(landing="landing", as_of=AS_OF, settings=settings)
