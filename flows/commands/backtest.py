@@ -393,9 +393,8 @@ def list_movers(published_db: Path, candidate_db: Path, as_of: dt.date,
             """, [as_of]).fetchone()
     finally:
         con.close()
-    movers = [Mover(cust, branch, cust_type, name, mobile, now, then, _direction(now, then, floor_now, floor_then, order),
-                    measure, value)
-              for cust, branch, cust_type, name, mobile, now, then, floor_now, floor_then, measure, value in rows]
+    movers = [Mover(*person, now, then, _direction(now, then, floor_now, floor_then, order), measure, value)
+              for *person, now, then, floor_now, floor_then, measure, value in rows]
     return movers, (on_watch[0], on_watch[1])
 
 
