@@ -10,6 +10,7 @@ import datetime as dt
 import json
 
 from flows import overrides
+from flows.reports.text_columns import aligned
 from flows.rules import load_rules
 from flows.settings import Settings
 
@@ -60,25 +61,9 @@ def render_list(rows: list[dict], as_json: bool) -> str:
         return json.dumps(rows, ensure_ascii=False, indent=2)
     if not rows:
         return "no overrides"
-    return "\n".join(_aligned([LIST_COLUMNS, *[
+    return "\n".join(aligned([LIST_COLUMNS, *[
         (r["override_id"], r["status"], r["cust_id"], r["tier"], _months(r), r["requested_by"],
          r["decided_by"] or "", r["reason"]) for r in rows]]))
-
-
-def _aligned(table: list[tuple]) -> list[str]:
-    """Rows as lines, every column but the last padded to its widest cell (CJK counts two columns)."""
-    cells = [tuple("" if v is None else str(v) for v in line) for line in table]
-    widths = [max(_width(line[i]) for line in cells) for i in range(len(cells[0]) - 1)]
-    return ["  ".join([*(_pad(v, widths[i]) for i, v in enumerate(line[:-1])), line[-1]]) for line in cells]
-
-
-def _width(text: str) -> int:
-    # CJK characters take two terminal columns.
-    return sum(2 if "\u2e80" <= ch <= "\ufe4f" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _width(text))
 
 
 # --- tiering events -------------------------------------------------------------------------------------
@@ -118,7 +103,7 @@ def month_events(settings: Settings, as_of: dt.date, branch: str | None = None,
 def render_events(rows: list[dict], as_of: dt.date) -> str:
     if not rows:
         return f"no events in {as_of:%Y-%m} for this selection"
-    lines = _aligned([EVENT_COLUMNS, *[tuple(r[c] for c in EVENT_COLUMNS) for r in rows]])
+    lines = aligned([EVENT_COLUMNS, *[tuple(r[c] for c in EVENT_COLUMNS) for r in rows]])
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["event_type"]] = counts.get(row["event_type"], 0) + 1

@@ -110,6 +110,11 @@ def evaluated_months(con: duckdb.DuckDBPyConnection, through: dt.date) -> list[d
     return [month for month, days in rows if days == month.day]
 
 
+def built_rules_sha256(con: duckdb.DuckDBPyConnection, month: dt.date) -> str | None:
+    """The checksum of the rules file `month`'s latest build read (None when the month is not built)."""
+    return _latest_builds(con).get(month, (None, None))[1]
+
+
 def _latest_builds(con: duckdb.DuckDBPyConnection) -> dict[dt.date, tuple[dt.datetime | None, str | None]]:
     """Each built month's latest build: (inputs_loaded_at, rules_sha256); none before the first build."""
     has_builds = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'audit' "

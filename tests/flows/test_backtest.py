@@ -20,7 +20,7 @@ import yaml
 
 from flows.cli import main
 from flows.commands import backtest as backtest_module
-from flows.commands.backtest import BacktestError, run_backtest
+from flows.commands.backtest import MOVER_COLUMNS, BacktestError, run_backtest
 from flows.rules import RulesError
 from flows.settings import DEFAULT_RULES
 from tests.support.isolation import settings_for
@@ -39,13 +39,14 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def gold_line() -> str:
-    return next(line for line in DEFAULT_RULES.read_text(encoding="utf-8").splitlines() if "{code: GOLD," in line)
+def tier_line(code: str) -> str:
+    return next(line for line in DEFAULT_RULES.read_text(encoding="utf-8").splitlines() if f"{{code: {code}," in line)
 
 
-def predicted_cib_tiers(published_db: Path, as_of, floors: list[Decimal], codes: list[str],
-                        grace: list[int]) -> dict[str, str]:
-    """Independent model: cib_monthly tiers at as_of from the published monthly AUM, fast up, slow down."""
+def predicted_cib_tiers(published_db: Path, as_of, floors: list[Decimal], codes: list[str], grace: list[int],
+                        candidate: tuple[list[Decimal], list[int]] | None = None) -> dict[str, str]:
+    """Independent model: cib_monthly tiers at as_of from the published monthly AUM, fast up, slow down; with
+    `candidate` (floors, grace), those apply from as_of on (grace counted from as_of)."""
     with duckdb.connect(str(published_db), read_only=True) as con:
         months = [m for (m,) in con.execute("select distinct as_of_month from customer_segment "
                                             "where as_of_month <= ? order by 1", [as_of]).fetchall()]
@@ -54,7 +55,8 @@ def predicted_cib_tiers(published_db: Path, as_of, floors: list[Decimal], codes:
     index = {m: i for i, m in enumerate(months)}
     state: dict[str, tuple[int, int, int]] = {}  # cust → (month index, held rank, months below)
     for cust_id, month, aum in rows:
-        implied = max(rank for rank, floor in enumerate(floors) if aum >= floor or rank == 0)
+        month_floors, month_grace = candidate if candidate and month == as_of else (floors, grace)
+        implied = max(rank for rank, floor in enumerate(month_floors) if aum >= floor or rank == 0)
         previous = state.get(cust_id)
         if previous is None or previous[0] + 1 != index[month]:
             state[cust_id] = (index[month], implied, 0)
@@ -62,7 +64,7 @@ def predicted_cib_tiers(published_db: Path, as_of, floors: list[Decimal], codes:
         _, held, below = previous
         if implied >= held:
             state[cust_id] = (index[month], implied, 0)
-        elif below + 1 < grace[held]:
+        elif below + 1 < month_grace[held]:
             state[cust_id] = (index[month], held, below + 1)
         else:
             state[cust_id] = (index[month], implied, 0)
@@ -70,7 +72,7 @@ def predicted_cib_tiers(published_db: Path, as_of, floors: list[Decimal], codes:
     return {cust: codes[rank] for cust, (i, rank, _) in state.items() if i == last}
 
 
-def test_raised_gold_floor_moves_exactly_the_predicted_customers(warehouse, published_warehouse, tmp_path):
+def test_candidate_applies_from_the_month_with_grace_counted_from_it(warehouse, published_warehouse, tmp_path):
     as_of = published_warehouse[2]
     published, working = warehouse / "published.duckdb", warehouse / "tiering.duckdb"
     before = {path: sha256(path) for path in (published, working)}
@@ -84,22 +86,42 @@ def test_raised_gold_floor_moves_exactly_the_predicted_customers(warehouse, publ
                                    "where as_of_month = ? and cust_type = 'P'", [as_of]).fetchall())
         aum = dict(con.execute("select cust_id, avg_daily_aum_cny from customer_segment where as_of_month = ?",
                                [as_of]).fetchall())
+        previous = dict(con.execute(
+            "select cust_id, value_tier || ':' || months_below from customer_segment "
+            "where as_of_month = (select max(as_of_month) from customer_segment where as_of_month < ?)",
+            [as_of]).fetchall())
+        published_rows = {r[0]: tuple(v or "" for v in r[1:]) for r in con.execute(
+            "select cust_id, branch_id, cust_name_masked, mobile_masked from customer_segment "
+            "where as_of_month = ?", [as_of]).fetchall()}
     assert predicted_cib_tiers(published, as_of, floors, codes, grace) == current
-    # Raise GOLD to the median AUM of this month's GOLD customers: some of them must fall to CORE.
-    gold = codes.index("GOLD")
+    # GOLD's floor up to the median AUM of this month's GOLD customers, its grace 3 → 2, PLATINUM's floor
+    # down to the GOLD customers' upper quartile: downs held by grace, ups at once.
+    gold, platinum = codes.index("GOLD"), codes.index("PLATINUM")
     gold_aums = sorted(aum[c] for c, tier in current.items() if tier == "GOLD")
-    new_floor = gold_aums[len(gold_aums) // 2].to_integral_value()
-    assert floors[gold] < new_floor < floors[gold + 1]
-    line = gold_line()
-    candidate = candidate_with(tmp_path, line, line.replace(f'"{floors[gold]}"', f'"{new_floor}"'))
-    floors[gold] = new_floor
-    predicted = predicted_cib_tiers(published, as_of, floors, codes, grace)
+    new_gold = gold_aums[len(gold_aums) // 2].to_integral_value()
+    new_platinum = gold_aums[len(gold_aums) * 3 // 4].to_integral_value() + 1
+    assert floors[gold] < new_gold < new_platinum < floors[platinum]
+    text = DEFAULT_RULES.read_text(encoding="utf-8")
+    for code, old, new in (("GOLD", f'"{floors[gold]}",  grace_months: 3', f'"{new_gold}",  grace_months: 2'),
+                           ("PLATINUM", f'"{floors[platinum]}"', f'"{new_platinum}"')):
+        text = text.replace(tier_line(code), tier_line(code).replace(old, new))
+    candidate = tmp_path / "candidate.yml"
+    candidate.write_text(text, encoding="utf-8")
+    new_floors, new_grace = list(floors), list(grace)
+    new_floors[gold], new_floors[platinum], new_grace[gold] = new_gold, new_platinum, 2
+    predicted = predicted_cib_tiers(published, as_of, floors, codes, grace, (new_floors, new_grace))
     expected = Counter((current[c], predicted[c]) for c in current if current[c] != predicted[c])
-    assert expected, "the raised floor should move somebody"
+    assert expected[("GOLD", "PLATINUM")], "the lowered PLATINUM floor should lift somebody"
+    # Below the new GOLD floor, but not below GOLD last month: one month below, fewer than the grace.
+    held = {c for c, tier in current.items()
+            if tier == "GOLD" and aum[c] < new_gold and previous.get(c) == "GOLD:0"}
+    assert held, "somebody should be newly below the raised GOLD floor"
 
     out = tmp_path / "report"
     result = run_backtest(candidate, as_of, settings_for(warehouse=warehouse), out)
 
+    assert result.changes == [f"cib_monthly GOLD floor 100,000 → {new_gold:,}", "cib_monthly GOLD grace months 3 → 2",
+                              f"cib_monthly PLATINUM floor 300,000 → {new_platinum:,}"]
     by_name = {c.name: c for c in result.classifications}
     for name in ("value_tier", "customer_tier.cib_monthly"):
         moved = Counter({(c.from_value, c.to_value): c.customers
@@ -108,16 +130,48 @@ def test_raised_gold_floor_moves_exactly_the_predicted_customers(warehouse, publ
         assert by_name[name].aum_moved_cny == sum(aum[c] for c in current if current[c] != predicted[c])
     assert by_name["customer_tier.abc_quarterly"].moved == 0
     assert by_name["customer_tier.corporate"].moved == 0
+    movers = {m.cust_id: m for m in result.movers}
+    assert not held & set(movers), "grace counted from now: nobody newly below a floor drops"
+    assert result.on_watch[1] >= len(held)
     assert {path: sha256(path) for path in (published, working)} == before
     assert not (out / "scratch").exists()
-    with result.csv_path.open(encoding="utf-8") as handle:
+    # movers.csv: UTF-8 with BOM, every mover, published masking, exact amounts, no certificate number.
+    raw = result.movers_path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and b"cert" not in raw
+    with result.movers_path.open(encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["classification", "from", "to", "customers", "aum_cny"]
-    csv_moves = Counter({(r["from"], r["to"]): int(r["customers"]) for r in rows
-                         if r["classification"] == "value_tier" and r["from"] != r["to"]})
-    assert csv_moves == expected
+    assert Counter((r["tier_published"], r["tier_candidate"]) for r in rows) == expected
+    for row in rows:
+        assert (row["branch_id"], row["cust_name_masked"], row["mobile_masked"]) == published_rows[row["cust_id"]]
+        assert row["measure"] == "avg_daily_aum_1m" and row["measure_value_cny"] == str(aum[row["cust_id"]])
+        assert row["direction"] == ("up" if codes.index(row["tier_candidate"]) > codes.index(row["tier_published"])
+                                    else "down")
+    assert [Decimal(r["measure_value_cny"]) for r in rows] == sorted((aum[c] for c in movers), reverse=True)
+    with result.csv_path.open(encoding="utf-8") as handle:
+        migration = list(csv.DictReader(handle))
+    assert list(migration[0]) == ["classification", "from", "to", "customers", "aum_cny"]
+    assert Counter({(r["from"], r["to"]): int(r["customers"]) for r in migration
+                    if r["classification"] == "value_tier" and r["from"] != r["to"]}) == expected
     page = result.html_path.read_text(encoding="utf-8")
     assert "<style>" in page and not re.search(r"(src|href)=['\"]?(https?:)?//", page)
+    assert f"GOLD floor 100,000 → {new_gold:,}" in page and "the grace counts from" in page
+    assert "bump `version`" in page  # the candidate kept the published version
+    assert str(result.movers_path) in page and page.count("<td>avg_daily_aum_1m</td>") == min(len(rows), 20)
+
+
+def test_matrix_labels_are_never_cut():
+    """Chinese labels wider than the terminal: columns numbered and listed, every label whole."""
+    from flows.commands.backtest import Cell, Classification, matrix_lines
+    from flows.reports.text_columns import display_width
+
+    labels = ["自助服务 + 自动化营销", "私人银行专属顾问 + 定制化资产配置", "标准化产品 + 线上渠道"]
+    cells = [Cell(a, b, 1000 * i + j, Decimal(1)) for i, a in enumerate(labels) for j, b in enumerate(labels)]
+    for width in (200, 60):
+        lines = matrix_lines(Classification("service_strategy", cells), width)
+        table = lines[1:5]
+        assert len({display_width(line) for line in table}) == 1, "columns aligned by display width"
+        assert all(label in "\n".join(lines) for label in labels)
+    assert "[1]" in lines[1] and any(line.strip() == "[2] 私人银行专属顾问 + 定制化资产配置" for line in lines)
 
 
 def test_unchanged_candidate_moves_nobody_and_cli_prints_the_report(warehouse, published_warehouse, tmp_path,
@@ -131,10 +185,13 @@ def test_unchanged_candidate_moves_nobody_and_cli_prints_the_report(warehouse, p
     printed = capsys.readouterr().out
     assert code == 0
     assert "customers moving" in printed and "value_tier" in printed
+    assert "no rule changed" in printed and "bump `version`" not in printed
+    assert f"{out / 'movers.csv'} (0 movers)" in printed
     with (out / "migration.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert rows and all(r["from"] == r["to"] for r in rows)
-    assert (out / "backtest.html").exists()
+    assert (out / "movers.csv").read_text(encoding="utf-8-sig").splitlines() == [",".join(MOVER_COLUMNS)]
+    assert "no rule changed" in (out / "backtest.html").read_text(encoding="utf-8")
 
 
 
