@@ -42,7 +42,8 @@ previous_month_state as (
     select
         previous_tiers.cust_id,
         previous_tiers.rule_set,
-        previous_tiers.tier_rank,
+        previous_tiers.tier,
+        previous_tiers.tier_floor_cny,
         previous_tiers.months_below
     from {{ this }} as previous_tiers
     where previous_tiers.as_of_month = (select build_month.previous_as_of_month from build_month)
@@ -50,10 +51,51 @@ previous_month_state as (
     select
         cast(null as varchar) as cust_id,
         cast(null as varchar) as rule_set,
-        cast(null as integer) as tier_rank,
+        cast(null as varchar) as tier,
+        cast(null as decimal(18, 2)) as tier_floor_cny,
         cast(null as integer) as months_below
     where false
     {%- endif %}
+
+),
+
+held_tier_without_its_code as (
+
+    -- A held tier the rules no longer have (a rules change removed it) is held as the highest tier whose floor
+    -- is at most the floor it was held at.
+    select
+        previous_month_state.cust_id,
+        previous_month_state.rule_set,
+        max(ladder.tier_rank) as tier_rank
+    from previous_month_state
+    inner join value_tiers as ladder
+        on previous_month_state.rule_set = ladder.rule_set
+        and previous_month_state.tier_floor_cny >= ladder.floor_cny
+    left join value_tiers as same_code
+        on previous_month_state.rule_set = same_code.rule_set
+        and previous_month_state.tier = same_code.tier_code
+    where same_code.tier_code is null
+    group by previous_month_state.cust_id, previous_month_state.rule_set
+
+),
+
+held_tiers as (
+
+    -- Last month's tier on this month's ladder, found by its code, never by its rank: a rules change that adds
+    -- or removes a tier renumbers the ranks, and the customer still holds the tier they held.
+    select
+        previous_month_state.cust_id,
+        previous_month_state.rule_set,
+        previous_month_state.tier as previous_tier,
+        previous_month_state.months_below,
+        coalesce(held_by_code.tier_rank, held_tier_without_its_code.tier_rank) as tier_rank
+    from previous_month_state
+    left join value_tiers as held_by_code
+        on previous_month_state.rule_set = held_by_code.rule_set
+        and previous_month_state.tier = held_by_code.tier_code
+    left join held_tier_without_its_code
+        on previous_month_state.cust_id = held_tier_without_its_code.cust_id
+        and previous_month_state.rule_set = held_tier_without_its_code.rule_set
 
 ),
 
@@ -63,28 +105,29 @@ stepped as (
     -- or the first month): the history restarts at the implied tier.
     select
         implied_this_month.*,
-        previous_month_state.tier_rank as previous_tier_rank,
+        held_tiers.previous_tier,
+        held_tiers.tier_rank as previous_tier_rank,
         case
-            when previous_month_state.tier_rank is null then implied_this_month.implied_tier_rank
-            when implied_this_month.implied_tier_rank >= previous_month_state.tier_rank
+            when held_tiers.tier_rank is null then implied_this_month.implied_tier_rank
+            when implied_this_month.implied_tier_rank >= held_tiers.tier_rank
                 then implied_this_month.implied_tier_rank
-            when previous_month_state.months_below + 1 < held_tier.grace_months then previous_month_state.tier_rank
+            when held_tiers.months_below + 1 < held_tier.grace_months then held_tiers.tier_rank
             else implied_this_month.implied_tier_rank
         end as tier_rank,
         case
-            when previous_month_state.tier_rank is null then 0
-            when implied_this_month.implied_tier_rank >= previous_month_state.tier_rank then 0
-            when previous_month_state.months_below + 1 < held_tier.grace_months
-                then previous_month_state.months_below + 1
+            when held_tiers.tier_rank is null then 0
+            when implied_this_month.implied_tier_rank >= held_tiers.tier_rank then 0
+            when held_tiers.months_below + 1 < held_tier.grace_months
+                then held_tiers.months_below + 1
             else 0
         end as months_below
     from implied_this_month
-    left join previous_month_state
-        on implied_this_month.cust_id = previous_month_state.cust_id
-        and implied_this_month.rule_set = previous_month_state.rule_set
+    left join held_tiers
+        on implied_this_month.cust_id = held_tiers.cust_id
+        and implied_this_month.rule_set = held_tiers.rule_set
     left join value_tiers as held_tier
-        on previous_month_state.rule_set = held_tier.rule_set
-        and previous_month_state.tier_rank = held_tier.tier_rank
+        on held_tiers.rule_set = held_tier.rule_set
+        and held_tiers.tier_rank = held_tier.tier_rank
 
 ),
 
@@ -108,7 +151,7 @@ final as (
         published_tier.grace_months,
         cast(stepped.months_below as integer) as months_below,
         stepped.months_below > 0 as on_watch,
-        previous_tier.tier_code as previous_tier,
+        stepped.previous_tier,
         stepped.previous_tier_rank,
         {{ tier_change('stepped.previous_tier_rank', 'published_tier.tier_rank') }} as tier_change,
         build_month.month_index,
@@ -118,9 +161,6 @@ final as (
     inner join value_tiers as published_tier
         on stepped.rule_set = published_tier.rule_set
         and stepped.tier_rank = published_tier.tier_rank
-    left join value_tiers as previous_tier
-        on stepped.rule_set = previous_tier.rule_set
-        and stepped.previous_tier_rank = previous_tier.tier_rank
 
 )
 
