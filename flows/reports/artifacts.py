@@ -177,20 +177,25 @@ def publish_gate_report(result: Any) -> None:
             key=GATE_RESULTS_PAGE, description="Every expectation with its details (open from this machine)."))
 
 
-def rule_set_rank(rule_set: str, active: str) -> tuple[int, str]:
-    """Sort key of rule sets as people read them: the active retail set, corporate, then the comparison sets."""
+# The roles of a release's rule sets, in the order people read them (tier-summary, run-summary).
+RULE_SET_ROLES = ("active 生效", "published 发布", "comparison 对比")
+
+
+def _rule_set_role(rule_set: str, active: str) -> int:
+    """The active retail set, corporate (published beside it), or a comparison set: an index of RULE_SET_ROLES."""
     from flows.rules import CORPORATE_RULE_SET
 
-    return (0 if rule_set == active else 1 if rule_set == CORPORATE_RULE_SET else 2), rule_set
+    return 0 if rule_set == active else 1 if rule_set == CORPORATE_RULE_SET else 2
+
+
+def rule_set_rank(rule_set: str, active: str) -> tuple[int, str]:
+    """Sort key of rule sets as people read them: the active retail set, corporate, then the comparison sets."""
+    return _rule_set_role(rule_set, active), rule_set
 
 
 def rule_set_label(rule_set: str, active: str) -> str:
     """A rule set named with its role in the release: `cib_monthly (active 生效)`."""
-    from flows.rules import CORPORATE_RULE_SET
-
-    role = ("active 生效" if rule_set == active else "published 发布" if rule_set == CORPORATE_RULE_SET
-            else "comparison 对比")
-    return f"{rule_set} ({role})"
+    return f"{rule_set} ({RULE_SET_ROLES[_rule_set_role(rule_set, active)]})"
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

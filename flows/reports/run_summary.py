@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from flows.months import SHANGHAI, bank_time, month_end
+from flows.months import SHANGHAI, bank_time
 from flows.reports.artifacts import create_artifact, markdown_table, rule_set_label, rule_set_rank
 from flows.reports.gate_report import GATE_PAGE
 from flows.rules import CORPORATE_RULE_SET
@@ -81,7 +81,7 @@ class RunSummary:
 
     @property
     def previous_month(self) -> date:
-        return month_end(self.as_of.replace(day=1) - timedelta(days=1))
+        return self.as_of.replace(day=1) - timedelta(days=1)
 
     # ------------------------------------------------------------------------------------------ text
 
@@ -181,7 +181,7 @@ def release_in_force(published_db: Path) -> dict[str, Any] | None:
             row = con.execute("SELECT release_id, as_of_month, published_at FROM main.release_log "
                               "ORDER BY published_at DESC LIMIT 1").fetchone()
     except duckdb.Error as exc:
-        log.warning("release in force not read from %s: %s", published_db, str(exc).splitlines()[0])
+        log.warning("release in force not read from %s: %s", published_db, _one_line(exc))
         return None
     return dict(zip(("release_id", "as_of_month", "published_at"), row, strict=True)) if row else None
 
