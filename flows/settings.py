@@ -31,6 +31,10 @@ BACKTESTS_DIR = "backtests"
 LOCK_FILE = ".tiering.lock"
 TEMP_DIR = "tmp"
 POSTGRES_ENV = "TIERING_PUBLISH_POSTGRES"
+SPARK_DIR = "spark"
+# The engine dbt builds on: DuckDB in this process (default, nothing to start) or Spark (flows/adapters/spark_engine.py).
+ENGINES = ("duckdb", "spark")
+SPARK_METHODS = ("session", "thrift")
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,23 @@ class Settings:
     duckdb_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     duckdb_temp_dir: Path | None = None  # None: <warehouse>/tmp
     dbt_threads: int = DEFAULT_DBT_THREADS
+    engine: str = "duckdb"
+    spark_method: str = "session"
+    spark_master: str = "local[2]"
+    spark_host: str = "localhost"
+    spark_port: int = 10000
+    spark_warehouse: str | None = None  # None: <warehouse>/spark/warehouse
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = 4
 
     def __post_init__(self) -> None:
         # Every path below is derived from an absolute warehouse: two Settings of one folder are equal, and
         # release manifests name files relative to it.
         object.__setattr__(self, "warehouse", Path(self.warehouse).resolve())
+        if self.engine not in ENGINES:
+            raise ValueError(f"TIERING_ENGINE={self.engine!r}: choose one of {', '.join(ENGINES)}")
+        if self.spark_method not in SPARK_METHODS:
+            raise ValueError(f"TIERING_SPARK_METHOD={self.spark_method!r}: choose one of {', '.join(SPARK_METHODS)}")
 
     @classmethod
     def from_env(cls, warehouse: str | Path | None = None, rules: str | Path | None = None) -> Settings:
@@ -82,6 +98,14 @@ class Settings:
             duckdb_temp_dir=Path(env["TIERING_DUCKDB_TEMP_DIR"]).resolve() if env.get("TIERING_DUCKDB_TEMP_DIR")
             else None,
             dbt_threads=_positive_int(env, "TIERING_DBT_THREADS", DEFAULT_DBT_THREADS),
+            engine=(env.get("TIERING_ENGINE") or "duckdb").strip().lower(),
+            spark_method=(env.get("TIERING_SPARK_METHOD") or "session").strip().lower(),
+            spark_master=env.get("TIERING_SPARK_MASTER") or "local[2]",
+            spark_host=env.get("TIERING_SPARK_HOST") or "localhost",
+            spark_port=_positive_int(env, "TIERING_SPARK_PORT", 10000),
+            spark_warehouse=env.get("TIERING_SPARK_WAREHOUSE") or None,
+            spark_driver_memory=env.get("TIERING_SPARK_DRIVER_MEMORY") or "2g",
+            spark_shuffle_partitions=_positive_int(env, "TIERING_SPARK_SHUFFLE_PARTITIONS", 4),
         )
 
     @property
@@ -105,7 +129,7 @@ class Settings:
 
     @property
     def raw_dir(self) -> Path:
-        """The raw zone: raw/cbs_<table>/batch_date=<date>/part-<load_id>.parquet."""
+        """The raw zone: raw/cbs_<table>/batch_date=<date>/load-<load_id>/part.parquet."""
         return self.warehouse / RAW_DIR
 
     @property
@@ -157,6 +181,17 @@ class Settings:
     def temp_dir(self) -> Path:
         """Where DuckDB spills what does not fit in its memory limit."""
         return self.duckdb_temp_dir or self.warehouse / TEMP_DIR
+
+    @property
+    def spark_dir(self) -> Path:
+        """The local Spark session's metastore and the Spark build's input copies (engine spark)."""
+        return self.warehouse / SPARK_DIR
+
+    @property
+    def spark_warehouse_dir(self) -> str:
+        """Where Spark keeps the tables dbt builds (TIERING_SPARK_WAREHOUSE, e.g. a cluster's hdfs:// or
+        s3a:// location; default <warehouse>/spark/warehouse)."""
+        return self.spark_warehouse or str(self.spark_dir / "warehouse")
 
     def duckdb_config(self) -> dict[str, str]:
         """`config=` for duckdb.connect: memory limit, threads and spill folder of every pipeline connection."""

@@ -2,7 +2,11 @@
 
 Layout (both DuckDB and Spark read it; docs/ARCHITECTURE.md):
 
-    <warehouse>/raw/cbs_<table>/batch_date=<YYYY-MM-DD>/part-<load_id>.parquet
+    <warehouse>/raw/cbs_<table>/batch_date=<YYYY-MM-DD>/load-<load_id>/part.parquet
+
+(one folder per load: Spark registers a committed batch as a partition whose location is that folder, so a
+folder never holds a file that is not committed; warehouses of issue 10–12 have `…/part-<load_id>.parquet`,
+which DuckDB still reads.)
 
 - Daily facts (CBS_BALANCE, CBS_TXN, CBS_FX_RATE) are stored as loaded: every accepted record.
 - Daily full snapshots (CBS_CUSTOMER, CBS_ACCOUNT, CBS_LOAN) are stored as change history: a batch's file
@@ -56,6 +60,21 @@ def raw_root(warehouse: Path) -> Path:
 
 def partition_dir(warehouse: Path, table: str, batch_date: dt.date) -> Path:
     return raw_root(warehouse) / table_name(table) / f"batch_date={batch_date.isoformat()}"
+
+
+def raw_file_path(warehouse: Path, table: str, batch_date: dt.date, load_id: str) -> Path:
+    """Where one load writes one table's file of one batch date (a folder of its own, see the layout)."""
+    return partition_dir(warehouse, table, batch_date) / f"load-{load_id}" / "part.parquet"
+
+
+def _unlink_with_folder(path: Path) -> None:
+    """Delete a raw file, and its load folder when that is left empty."""
+    path.unlink(missing_ok=True)
+    if path.parent.name.startswith("load-"):
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
 
 
 def new_load_id() -> str:
@@ -183,12 +202,12 @@ class StagedBatch:
     def discard(self) -> None:
         """Remove the files of a load that did not commit."""
         for path in self.written:
-            path.unlink(missing_ok=True)
+            _unlink_with_folder(path)
 
     def remove_superseded(self) -> None:
         """After the commit: delete the files the load replaced (no view names them any more)."""
         for path in self.superseded:
-            path.unlink(missing_ok=True)
+            _unlink_with_folder(path)
 
 
 def _copy(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path) -> int:
@@ -240,7 +259,7 @@ def stage_batch(con: duckdb.DuckDBPyConnection, warehouse: Path, batch_date: dt.
     try:
         for table, select_sql in accepted.items():
             shape = all_shapes[table]
-            target = partition_dir(warehouse, table, batch_date) / f"part-{staged.load_id}.parquet"
+            target = raw_file_path(warehouse, table, batch_date, staged.load_id)
             staged.written.append(target)
             previous_file = _raw_file_of(con, table, batch_date)
             if previous_file:
@@ -287,7 +306,7 @@ def _stage_snapshot(con: duckdb.DuckDBPyConnection, warehouse: Path, staged: Sta
         # The next loaded date's file was diffed against the old snapshot of this date: re-diff it.
         following = later[0]
         con.execute(f"CREATE OR REPLACE TEMP TABLE snapshot_following AS {state_at_sql(table, following)}")
-        rewritten = partition_dir(warehouse, table, following) / f"part-{staged.load_id}.parquet"
+        rewritten = raw_file_path(warehouse, table, following, staged.load_id)
         staged.written.append(rewritten)
         old = _raw_file_of(con, table, following)
         if old:
@@ -341,10 +360,11 @@ def remove_orphans(con: duckdb.DuckDBPyConnection, warehouse: Path) -> list[Path
         return []
     named = {r[0] for r in con.execute("SELECT raw_file FROM audit.batch_log WHERE raw_file IS NOT NULL").fetchall()}
     removed = []
-    for path in root.glob("cbs_*/batch_date=*/*.parquet"):
-        if str(path.relative_to(warehouse)) not in named:
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    for pattern in ("cbs_*/batch_date=*/*.parquet", "cbs_*/batch_date=*/load-*/*.parquet"):
+        for path in root.glob(pattern):
+            if str(path.relative_to(warehouse)) not in named:
+                _unlink_with_folder(path)
+                removed.append(path)
     return removed
 
 

@@ -88,7 +88,7 @@ def assert_all_accounted(tmp_path: Path, result) -> None:
                 "SELECT raw_file, stored_rows FROM audit.batch_log WHERE batch_date = ? AND table_name = ?",
                 [result.batch_date, f"CBS_{table}"],
             ).fetchone()
-            assert raw_file.startswith(f"raw/cbs_{table.lower()}/batch_date={result.batch_date}/part-"), table
+            assert raw_file.startswith(f"raw/cbs_{table.lower()}/batch_date={result.batch_date}/load-"), table
             in_file = con.execute("SELECT count(*) FROM read_parquet(?)", [str(warehouse / raw_file)]).fetchone()
             assert in_file == (stored_rows,), table
             if table in FACTS:
@@ -217,7 +217,7 @@ def test_good_batch_loads_typed_and_logged(tmp_path):
     ((load_id,),) = query(tmp_path, "SELECT DISTINCT load_id FROM audit.batch_log")
     logged = query(tmp_path, "SELECT table_name, raw_file, stored_rows FROM audit.batch_log ORDER BY 1")
     assert logged == sorted(
-        (f"CBS_{t}", f"raw/cbs_{t.lower()}/batch_date=2025-03-31/part-{load_id}.parquet", len(rows))
+        (f"CBS_{t}", f"raw/cbs_{t.lower()}/batch_date=2025-03-31/load-{load_id}/part.parquet", len(rows))
         for t, rows in sample_rows(D).items()
     )
     assert raw_files(tmp_path) == sorted(f for _, f, _ in logged)
