@@ -552,7 +552,10 @@ SECTION_SEEDS: dict[str, tuple[type, typing.Callable[[Rules], object]]] = {
     "rule_customer_class": (CustomerClassRules, lambda r: r.customer_class),
     "rule_churn": (ChurnRules, lambda r: r.churn),
 }
-SQL_TYPES = {int: "integer", str: "varchar", tuple[str, ...]: "varchar[]"}
+# Types both engines read: `string` is DuckDB's VARCHAR and Spark's STRING. Spark's seed loader has no list
+# type: there a list column stays text and the models parse it (macro rule_list, macros/dialect.sql).
+SQL_TYPES = {int: "integer", str: "string",
+             tuple[str, ...]: "{{ 'string' if target.type == 'spark' else 'varchar[]' }}"}
 
 
 def section_columns(section: type) -> dict[str, str]:

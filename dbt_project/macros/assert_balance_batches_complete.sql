@@ -83,21 +83,19 @@
     required_dates as (
 
         -- The whole as_of month, plus the earlier window days from the first loaded date on.
-        select cast(unnest(generate_series(
-            least(
-                window_bounds.month_start,
-                greatest(window_bounds.window_3m_start, coalesce(window_bounds.first_loaded_date, window_bounds.month_start))
-            ),
-            date '{{ as_of_date }}',
-            interval 1 day
-        )) as date) as required_date
+        select {{ days_between(
+            'least(window_bounds.month_start, greatest(window_bounds.window_3m_start, '
+            ~ 'coalesce(window_bounds.first_loaded_date, window_bounds.month_start)))',
+            "date '" ~ as_of_date ~ "'",
+            'required_date'
+        ) }}
         from window_bounds
 
     )
 
     select
-        strftime(required_dates.required_date, '%Y-%m') as missing_month,
-        strftime(required_dates.required_date, '%Y-%m-%d') as missing_date
+        {{ date_text('required_dates.required_date', 'yyyy-MM') }} as missing_month,
+        {{ date_text('required_dates.required_date', 'yyyy-MM-dd') }} as missing_date
     from required_dates
     where not exists (
         select 1

@@ -10,5 +10,5 @@
 
 {#- True when `value` is in list rule `name` of `section`; an empty list holds nothing. -#}
 {% macro in_rule_list(value, section, name) -%}
-    coalesce(list_contains({{ rule_value(section, name) }}, {{ value }}), false)
+    coalesce({{ list_has(rule_list(section, name), value) }}, false)
 {%- endmacro %}

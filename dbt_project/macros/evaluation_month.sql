@@ -55,3 +55,21 @@
     {{ column }} between (select {{ build_month }}.coverage_start from {{ build_month }})
         and (select {{ build_month }}.as_of_month from {{ build_month }})
 {%- endmacro %}
+
+{#-
+    Pre-hook of the month-keyed models. On Spark (strategy insert_overwrite by as_of_month) it drops the
+    evaluated month's partition first: insert_overwrite replaces only the partitions its new rows fill, and a
+    month whose new build has no rows must still be cleared. DuckDB's replace_month does that by itself.
+-#}
+{% macro clear_evaluated_month() %}
+    {{ return(adapter.dispatch('clear_evaluated_month')()) }}
+{% endmacro %}
+
+{% macro default__clear_evaluated_month() %}
+{% endmacro %}
+
+{% macro spark__clear_evaluated_month() %}
+    {%- if is_incremental() and var('as_of', none) is not none -%}
+        alter table {{ this }} drop if exists partition (as_of_month = date '{{ var('as_of') }}')
+    {%- endif -%}
+{% endmacro %}

@@ -6,6 +6,25 @@
     Requires a positive denominator and a numerator with at most `numerator_scale` decimals.
 -#}
 {% macro exact_divide_round(numerator, denominator, places, numerator_scale=8) -%}
+    {{ return(adapter.dispatch('exact_divide_round')(numerator, denominator, places, numerator_scale)) }}
+{%- endmacro %}
+
+{#-
+    Spark divides DECIMALs exactly to the result type's scale, rounding half up (away from zero). With the
+    numerator as DECIMAL(28 - places, s) and the denominator as DECIMAL(places + 9, 0) that scale is
+    s + places + 10 at precision 38, so Spark never trims it, and one more rounding to `places` is exact:
+    the true quotient lies at least 1 / (2 · 10^(s + places) · denominator) from a rounding boundary, more
+    than the first rounding can move it for any denominator below 10^10 (days, customer counts).
+-#}
+{% macro spark__exact_divide_round(numerator, denominator, places, numerator_scale) -%}
+    cast(round(
+        cast({{ numerator }} as decimal({{ 28 - places }}, {{ numerator_scale }}))
+        / cast({{ denominator }} as decimal({{ places + 9 }}, 0)),
+        {{ places }}
+    ) as decimal(38, {{ places }}))
+{%- endmacro %}
+
+{% macro default__exact_divide_round(numerator, denominator, places, numerator_scale) -%}
     {%- set units = cast_numerator_to_units(numerator, numerator_scale) -%}
     {%- set scaled_numerator = '(' ~ units ~ ' * ' ~ (10 ** places) ~ ')' -%}
     {%- set scaled_denominator = '(cast(' ~ denominator ~ ' as hugeint) * ' ~ (10 ** numerator_scale) ~ ')' -%}

@@ -10,6 +10,9 @@
 {% macro month_end_state(changes, key, columns, build_month='build_month') %}
     select {{ columns | join(', ') }}
     from (
+    select {{ columns | join(', ') }}, is_deleted,
+        row_number() over (partition by {{ key }} order by valid_from desc) as newest_first
+    from (
         {%- if is_incremental() %}
         select {{ columns | join(', ') }}, false as is_deleted
         from {{ this }}
@@ -25,5 +28,6 @@
             )
         {%- endif %}
     ) as versions
-    qualify row_number() over (partition by {{ key }} order by valid_from desc) = 1 and not is_deleted
+    ) as numbered
+    where newest_first = 1 and not is_deleted
 {% endmacro %}

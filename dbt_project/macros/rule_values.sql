@@ -10,5 +10,5 @@
 
 {#- A list rule's values joined by `|`, for the reasons the models publish (`LOW|NONE`). -#}
 {% macro rule_list_text(section, name) -%}
-    array_to_string({{ rule_value(section, name) }}, '|')
+    {{ list_joined(rule_list(section, name), '|') }}
 {%- endmacro %}

@@ -50,6 +50,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.ui.enabled": "false",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # Dynamic partition pruning fails on some of the models' joins of month-partitioned tables ("Task not
+        # serializable: InMemoryFileIndex"); each model already filters the months it reads.
+        "spark.sql.optimizer.dynamicPartitionPruning.enabled": "false",
         "spark.driver.memory": settings.spark_driver_memory,
         # Parquet timestamps without a zone (DuckDB's) stay without a zone.
         "spark.sql.parquet.inferTimestampNTZ.enabled": "true",

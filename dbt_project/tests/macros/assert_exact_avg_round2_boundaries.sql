@@ -37,4 +37,4 @@ computed as (
 select computed.*
 from computed
 where computed.actual_cny is distinct from computed.expected_cny
-    or computed.actual_type <> 'DECIMAL(18,2)'
+    or upper(computed.actual_type) <> 'DECIMAL(18,2)'

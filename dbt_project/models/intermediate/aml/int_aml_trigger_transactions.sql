@@ -100,9 +100,9 @@ high_risk_country as (
 triggers as (
 
     select * from cash_large
-    union all by name
+    union all
     select * from cross_border_total
-    union all by name
+    union all
     select * from high_risk_country
 
 ),

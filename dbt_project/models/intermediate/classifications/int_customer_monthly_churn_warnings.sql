@@ -36,7 +36,7 @@ criteria_checked as (
     left join measures as earlier
         on rfm.cust_id = earlier.cust_id
         and earlier.as_of_month = last_day(
-            measures.month_start - to_months({{ rule_value('churn', 'decline_months_back') }})
+            measures.month_start - {{ months_interval(rule_value('churn', 'decline_months_back')) }}
         )
 
 ),

@@ -39,7 +39,7 @@ previous_month_state as (
     where previous_state.as_of_month = (select build_month.previous_as_of_month from build_month)
     {%- else %}
     select
-        cast(null as varchar) as cust_id,
+        cast(null as string) as cust_id,
         cast(null as date) as last_activity_date
     where false
     {%- endif %}

@@ -38,7 +38,7 @@ need_levels_ranked as (
     -- A level's minimum tier, as a rank of the active ladder (NULL: no tier reaches it by itself).
     select
         need_levels.*,
-        string_split(coalesce(need_levels.product_types, ''), ',') as product_type_list,
+        {{ split_to_list("coalesce(need_levels.product_types, '')", ',') }} as product_type_list,
         active_tiers.tier_rank as min_tier_rank,
         need_levels.need_rank = min(need_levels.need_rank) over () as is_lowest_level,
         need_levels.need_rank = max(need_levels.need_rank) over () as is_highest_level
@@ -57,7 +57,7 @@ need_ranks_by_products as (
         max(need_levels_ranked.need_rank) as need_rank
     from holdings
     inner join need_levels_ranked
-        on list_contains(need_levels_ranked.product_type_list, holdings.product_type)
+        on {{ list_has('need_levels_ranked.product_type_list', 'holdings.product_type') }}
     group by 1, 2
 
 ),

@@ -117,7 +117,7 @@ rfm_values as (
         population.tier_rank,
         cast(least(
             coalesce(
-                population.as_of_month - activity_summarised.last_activity_date,
+                {{ days_from('activity_summarised.last_activity_date', 'population.as_of_month') }},
                 {{ rule_value('rfm', 'recency_cap_days') }}
             ),
             {{ rule_value('rfm', 'recency_cap_days') }}
@@ -156,15 +156,15 @@ scored as (
     select
         population_totals_added.*,
         cast(
-            1 + (5 * (population_totals_added.r_rank - 1)) // population_totals_added.population_size
+            1 + {{ int_div("5 * (population_totals_added.r_rank - 1)", "population_totals_added.population_size") }}
             as integer
         ) as rfm_r_score,
         cast(
-            1 + (5 * (population_totals_added.f_rank - 1)) // population_totals_added.population_size
+            1 + {{ int_div("5 * (population_totals_added.f_rank - 1)", "population_totals_added.population_size") }}
             as integer
         ) as rfm_f_score,
         cast(
-            1 + (5 * (population_totals_added.m_rank - 1)) // population_totals_added.population_size
+            1 + {{ int_div("5 * (population_totals_added.m_rank - 1)", "population_totals_added.population_size") }}
             as integer
         ) as rfm_m_score,
         case

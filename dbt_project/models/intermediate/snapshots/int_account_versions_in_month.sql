@@ -32,7 +32,7 @@ previous_month_end as (
 
     -- The account master at the previous evaluated month's end (none before the first month).
     select
-        month_end_snapshots.* exclude (month_end_snapshots.as_of_month),
+        {{ star_except('month_end_snapshots', ['as_of_month']) }},
         false as is_deleted
     from month_end_snapshots
     where month_end_snapshots.as_of_month = (select build_month.previous_as_of_month from build_month)
@@ -59,9 +59,16 @@ versions as (
             partition by versions_unioned.acct_id order by versions_unioned.valid_from
         ) as valid_to
     from (
-        select * from previous_month_end
-        union all by name
-        select * from changes_since
+        select
+            previous_month_end.valid_from, previous_month_end.is_deleted, previous_month_end.acct_id,
+            previous_month_end.cust_id, previous_month_end.product_type, previous_month_end.currency,
+            previous_month_end.account_status
+        from previous_month_end
+        union all
+        select
+            changes_since.valid_from, changes_since.is_deleted, changes_since.acct_id, changes_since.cust_id,
+            changes_since.product_type, changes_since.currency, changes_since.account_status
+        from changes_since
     ) as versions_unioned
 
 ),

@@ -41,7 +41,7 @@ corporate_measures as (
     select measures.*
     from measures
     where
-        list_contains({{ rule_value('release', 'corporate_cust_types') }}, measures.cust_type)
+        {{ list_has(rule_list('release', 'corporate_cust_types'), 'measures.cust_type') }}
         and measures.as_of_month = (select build_month.as_of_month from build_month)
 
 ),
@@ -55,7 +55,7 @@ previous_month_tiers as (
     where previous_tiers.as_of_month = (select build_month.previous_as_of_month from build_month)
     {%- else %}
     select
-        cast(null as varchar) as cust_id,
+        cast(null as string) as cust_id,
         cast(null as integer) as tier_rank
     where false
     {%- endif %}

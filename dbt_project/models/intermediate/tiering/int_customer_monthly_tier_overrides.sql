@@ -39,24 +39,38 @@ decisions as (
 
     -- An override is decided once (the CLI refuses a second decision); the latest one counts regardless.
     select
-        override_log.override_id,
-        override_log.action as decision,
-        override_log.acted_by as decided_by,
-        override_log.from_month as first_month
-    from override_log
-    where override_log.action in ('APPROVE', 'REJECT')
-    qualify row_number() over (partition by override_log.override_id order by override_log.seq desc) = 1
+        numbered.override_id,
+        numbered.decision,
+        numbered.decided_by,
+        numbered.first_month
+    from (
+        select
+            override_log.override_id,
+            override_log.action as decision,
+            override_log.acted_by as decided_by,
+            override_log.from_month as first_month,
+            row_number() over (partition by override_log.override_id order by override_log.seq desc) as latest_first
+        from override_log
+        where override_log.action in ('APPROVE', 'REJECT')
+    ) as numbered
+    where numbered.latest_first = 1
 
 ),
 
 revocations as (
 
     select
-        override_log.override_id,
-        override_log.from_month as revoked_from
-    from override_log
-    where override_log.action = 'REVOKE'
-    qualify row_number() over (partition by override_log.override_id order by override_log.seq) = 1
+        numbered.override_id,
+        numbered.revoked_from
+    from (
+        select
+            override_log.override_id,
+            override_log.from_month as revoked_from,
+            row_number() over (partition by override_log.override_id order by override_log.seq) as earliest_first
+        from override_log
+        where override_log.action = 'REVOKE'
+    ) as numbered
+    where numbered.earliest_first = 1
 
 ),
 
@@ -114,9 +128,14 @@ applicable as (
 final as (
 
     -- Approval refuses overlapping overrides of one customer; should two apply, the later request wins.
-    select applicable.*
-    from applicable
-    qualify row_number() over (partition by applicable.cust_id order by applicable.override_id desc) = 1
+    select {{ star_except('numbered', ['latest_first']) }}
+    from (
+        select
+            applicable.*,
+            row_number() over (partition by applicable.cust_id order by applicable.override_id desc) as latest_first
+        from applicable
+    ) as numbered
+    where numbered.latest_first = 1
 
 )
 

@@ -49,9 +49,9 @@ previous_month_state as (
     where previous_tiers.as_of_month = (select build_month.previous_as_of_month from build_month)
     {%- else %}
     select
-        cast(null as varchar) as cust_id,
-        cast(null as varchar) as rule_set,
-        cast(null as varchar) as tier,
+        cast(null as string) as cust_id,
+        cast(null as string) as rule_set,
+        cast(null as string) as tier,
         cast(null as decimal(18, 2)) as tier_floor_cny,
         cast(null as integer) as months_below
     where false

@@ -136,7 +136,7 @@ events as (
     select
         paired.cust_id,
         'NEW' as event_type,
-        cast(null as varchar) as from_value,
+        cast(null as string) as from_value,
         paired.value_tier as to_value,
         paired.effective_from as event_effective_from,
         paired.service_strategy as suggested_action
@@ -190,7 +190,7 @@ events as (
     select
         paired.cust_id,
         'CHURN_WARNING' as event_type,
-        cast(null as varchar) as from_value,
+        cast(null as string) as from_value,
         paired.churn_reason as to_value,
         paired.effective_from as event_effective_from,
         paired.behaviour_action as suggested_action

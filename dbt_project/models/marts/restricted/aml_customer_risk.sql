@@ -20,14 +20,14 @@ levels_and_triggers as (
     select
         aml_triggers.as_of_month,
         aml_triggers.cust_id,
-        max(list_position(['LOW', 'MEDIUM', 'HIGH'], aml_triggers.aml_level)) as level_position,
-        string_agg(
-            aml_triggers.aml_trigger, ','
-            order by list_position(
-                ['KYC_HIGH', 'KYC_MEDIUM', 'CASH_LARGE', 'CROSS_BORDER_TOTAL', 'HIGH_RISK_COUNTRY'],
-                aml_triggers.aml_trigger
-            )
-        ) as aml_triggers
+        max(
+            case aml_triggers.aml_level when 'LOW' then 1 when 'MEDIUM' then 2 when 'HIGH' then 3 end
+        ) as level_position,
+        {{ ordered_text_agg(
+            'aml_triggers.aml_trigger', ',',
+            "case aml_triggers.aml_trigger when 'KYC_HIGH' then 1 when 'KYC_MEDIUM' then 2 when 'CASH_LARGE' then 3"
+            ~ " when 'CROSS_BORDER_TOTAL' then 4 when 'HIGH_RISK_COUNTRY' then 5 end"
+        ) }} as aml_triggers
     from aml_triggers
     group by 1, 2
 
@@ -39,7 +39,7 @@ final as (
     select
         measures.as_of_month,
         measures.cust_id,
-        coalesce(['LOW', 'MEDIUM', 'HIGH'][levels_and_triggers.level_position], 'LOW') as aml_level,
+        case levels_and_triggers.level_position when 2 then 'MEDIUM' when 3 then 'HIGH' else 'LOW' end as aml_level,
         levels_and_triggers.aml_triggers
     from measures
     left join levels_and_triggers
