@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# PostgreSQL and Chromium for the postgres- and browser-marked tests (apt-get, only if missing).
+# PostgreSQL, Chromium and Java 17 for the postgres-, browser- and spark-marked tests (apt-get, only if
+# missing). pyspark finds Debian's java on PATH (/usr/bin/java), so nothing here sets JAVA_HOME.
 system-deps:
 	.ci/install-system-deps
 

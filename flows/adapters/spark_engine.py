@@ -32,32 +32,39 @@ from flows.stages import raw_zone
 DUCKDB_INPUTS = (("audit", "batch_log"), ("overrides", "tier_override_log"))
 
 
-def spark_conf(settings: Settings) -> dict[str, str]:
-    """The session's configuration: where tables live, and SQL semantics equal to DuckDB's."""
-    metastore = settings.spark_dir / "metastore"
-    conf = {
-        "spark.master": settings.spark_master,
-        "spark.app.name": "customer-tiering",
-        "spark.sql.warehouse.dir": str(settings.spark_warehouse_dir),
+def catalog_conf(spark_dir: Path, warehouse_dir: str) -> dict[str, str]:
+    """What every Spark process of one warehouse shares, the flow's session and a local Thrift server
+    (flows/adapters/spark_thrift.py): where tables and the metastore live, and SQL semantics equal to DuckDB's."""
+    metastore = Path(spark_dir) / "metastore"
+    return {
+        "spark.sql.warehouse.dir": str(warehouse_dir),
         # Embedded Derby metastore beside the tables (a cluster sets its Hive metastore in hive-site.xml).
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.spark_dir}",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={spark_dir}",
         # Dates and naive timestamps mean Asia/Shanghai everywhere (flows.months).
         "spark.sql.session.timeZone": "Asia/Shanghai",
         # ANSI: overflow and bad casts raise instead of returning NULL, as in DuckDB.
         "spark.sql.ansi.enabled": "true",
-        # A month of a mid-size bank is small for Spark: few shuffle partitions, no UI port to collide on.
-        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
-        "spark.ui.enabled": "false",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         # Dynamic partition pruning fails on some of the models' joins of month-partitioned tables ("Task not
         # serializable: InMemoryFileIndex"); each model already filters the months it reads.
         "spark.sql.optimizer.dynamicPartitionPruning.enabled": "false",
-        "spark.driver.memory": settings.spark_driver_memory,
         # Parquet timestamps without a zone (DuckDB's) stay without a zone.
         "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
     }
-    return conf
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """The session's configuration: the warehouse's catalog and SQL semantics, and this process's knobs."""
+    return {
+        **catalog_conf(settings.spark_dir, settings.spark_warehouse_dir),
+        "spark.master": settings.spark_master,
+        "spark.app.name": "customer-tiering",
+        # A month of a mid-size bank is small for Spark: few shuffle partitions, no UI port to collide on.
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.ui.enabled": "false",
+        "spark.driver.memory": settings.spark_driver_memory,
+    }
 
 
 def spark_session(settings: Settings) -> Any:
