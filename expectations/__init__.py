@@ -2,6 +2,8 @@
 
 Every check carries a severity: `blocking` (a failure stops publication) or `warning` (reported only).
 Allowed codes, floors and bounds come from the rules file through `flows.rules`, never from literals here.
+The custom SQL runs on DuckDB or Spark SQL (`GateParams.engine`): written in what both read alike, with the
+few differences in `expectations/dialect.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Literal
 from great_expectations.expectations.expectation import Expectation
 from great_expectations.expectations.metadata_types import FailureSeverity
 
+from expectations import dialect
 from flows.months import month_end
 from flows.rules import CORPORATE_RULE_SET, Rules
 
@@ -42,6 +45,8 @@ class GateParams:
     reference_errors: Mapping[str, str] = field(default_factory=dict)
     # as_of_month of the last published release (from published.duckdb's release_log), if any.
     last_release_month: date | None = None
+    # The engine the checks' SQL runs on (Settings.engine): picks the spellings of expectations/dialect.py.
+    engine: str = dialect.DUCKDB
 
     @property
     def month_start(self) -> date:
@@ -122,6 +127,9 @@ def lit(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     text = str(value).replace("'", "''").replace("{", "{{").replace("}", "}}")
+    if "\\" in text:
+        # Spark SQL reads a backslash in a string literal as an escape, DuckDB as itself: chr(92) is both.
+        return "(" + " || chr(92) || ".join(f"'{part}'" for part in text.split("\\")) + ")"
     return f"'{text}'"
 
 
@@ -170,13 +178,13 @@ def segment_rule_set_sql(rules: Rules, alias: str = "s") -> str:
             f"ELSE {lit(CORPORATE_RULE_SET)} END")
 
 
-def no_pii_columns(table: str, schema: str = "main_marts") -> Check:
+def no_pii_columns(params: GateParams, table: str, schema: str = "main_marts") -> Check:
     """Blocking: the table has none of the unmasked personal-data columns."""
     from great_expectations.expectations import UnexpectedRowsExpectation
 
     query = f"""
         SELECT c.column_name, b.batch_rows
-        FROM information_schema.columns AS c
+        FROM {dialect.catalog_columns(params.engine)} AS c
         CROSS JOIN (SELECT count(*) AS batch_rows FROM {{batch}}) AS b
         WHERE c.table_schema = {lit(schema)} AND c.table_name = {lit(table)}
           AND lower(c.column_name) IN ({lit_list(PII_COLUMNS)})

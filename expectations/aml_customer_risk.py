@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import great_expectations.expectations as gxe
 
-from expectations import BLOCKING, Check, GateParams, check, lit, lit_list, no_pii_columns
+from expectations import BLOCKING, Check, GateParams, check, dialect, lit, lit_list, no_pii_columns
 from expectations.classifications import has
 
 TABLE = "aml_customer_risk"
@@ -23,14 +23,20 @@ TRIGGERS = ("KYC_HIGH", "KYC_MEDIUM", "CASH_LARGE", "CROSS_BORDER_TOTAL", "HIGH_
 
 
 def _trigger_list(column: str) -> str:
-    """SQL: the comma-separated triggers as a list without blanks."""
-    return f"list_filter(string_split(coalesce({column}, ''), ','), x -> trim(x) <> '')"
+    """SQL: the comma-separated triggers as a list without blanks (split: a plain comma is the same
+    separator to DuckDB's split and Spark's regular expression)."""
+    return f"filter(split(coalesce({column}, ''), ','), x -> trim(x) <> '')"
 
 
 def checks(params: GateParams) -> list[Check]:
     if not has(params, TABLE, "as_of_month", "cust_id", "aml_level", "aml_triggers"):
         return []
     triggers = _trigger_list("a.aml_triggers")
+    engine = params.engine
+    unknown = f"filter({triggers}, x -> trim(x) NOT IN ({lit_list(TRIGGERS)}))"
+    distinct = f"array_distinct({triggers})"
+    high = dialect.arrays_overlap(engine, triggers, dialect.array_of(engine, lit_list(HIGH_TRIGGERS)))
+    medium = dialect.arrays_overlap(engine, triggers, dialect.array_of(engine, lit_list(MEDIUM_TRIGGERS)))
     return [
         check(TABLE, "one_row_per_customer_month", BLOCKING,
               gxe.ExpectCompoundColumnsToBeUnique(column_list=["cust_id", "as_of_month"]),
@@ -42,14 +48,14 @@ def checks(params: GateParams) -> list[Check]:
               "aml_level is never NULL"),
         check(TABLE, "triggers_known", BLOCKING, gxe.UnexpectedRowsExpectation(unexpected_rows_query=f"""
             SELECT a.cust_id, a.aml_triggers FROM (SELECT * FROM {{batch}}) AS a
-            WHERE len(list_filter({triggers}, x -> trim(x) NOT IN ({lit_list(TRIGGERS)}))) > 0
-               OR len({triggers}) <> len(list_distinct({triggers}))
+            WHERE {dialect.array_size(engine, unknown)} > 0
+               OR {dialect.array_size(engine, triggers)} <> {dialect.array_size(engine, distinct)}
         """), f"aml_triggers lists distinct codes of {', '.join(TRIGGERS)}"),
         check(TABLE, "level_follows_triggers", BLOCKING, gxe.UnexpectedRowsExpectation(unexpected_rows_query=f"""
             SELECT a.cust_id, a.aml_level, a.aml_triggers FROM (SELECT * FROM {{batch}}) AS a
             WHERE a.aml_level IS DISTINCT FROM CASE
-                WHEN list_has_any({triggers}, [{lit_list(HIGH_TRIGGERS)}]) THEN 'HIGH'
-                WHEN list_has_any({triggers}, [{lit_list(MEDIUM_TRIGGERS)}]) THEN 'MEDIUM'
+                WHEN {high} THEN 'HIGH'
+                WHEN {medium} THEN 'MEDIUM'
                 ELSE 'LOW' END
         """), f"HIGH iff a trigger of {', '.join(HIGH_TRIGGERS)} fired; else MEDIUM iff KYC_MEDIUM; else LOW"),
         check(TABLE, "customers_match_customer_segment", BLOCKING,
@@ -61,5 +67,5 @@ def checks(params: GateParams) -> list[Check]:
             FROM s FULL OUTER JOIN a ON a.cust_id = s.cust_id
             WHERE s.cust_id IS NULL OR a.cust_id IS NULL
         """), "one AML row for every customer of the month's customer_segment, and no other"),
-        no_pii_columns(TABLE, SCHEMA),
+        no_pii_columns(params, TABLE, SCHEMA),
     ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import great_expectations.expectations as gxe
 
-from expectations import BLOCKING, Check, GateParams, check, lit, lit_list, no_pii_columns
+from expectations import BLOCKING, Check, GateParams, check, dialect, lit, lit_list, no_pii_columns
 from expectations.aml_customer_risk import _trigger_list
 from expectations.classifications import has
 
@@ -28,14 +28,14 @@ def checks(params: GateParams) -> list[Check]:
         check(TABLE, "trigger_known", BLOCKING,
               gxe.ExpectColumnValuesToBeInSet(column="trigger", value_set=list(TXN_TRIGGERS)),
               f"trigger is one of {', '.join(TXN_TRIGGERS)}"),
-        no_pii_columns(TABLE, SCHEMA),
+        no_pii_columns(params, TABLE, SCHEMA),
     ]
     if has(params, "aml_customer_risk", "aml_triggers"):
         found.append(check(TABLE, "agrees_with_aml_customer_risk", BLOCKING,
                            gxe.UnexpectedRowsExpectation(unexpected_rows_query=f"""
             WITH t AS (SELECT DISTINCT cust_id, trigger FROM {{batch}}),
             r AS (
-                SELECT a.cust_id, unnest({_trigger_list('a.aml_triggers')}) AS trigger
+                SELECT a.cust_id, {dialect.unnest(params.engine, _trigger_list('a.aml_triggers'))} AS trigger
                 FROM main_marts.aml_customer_risk AS a WHERE a.as_of_month = {lit(params.as_of)}
             ), rt AS (SELECT cust_id, trim(trigger) AS trigger FROM r
                       WHERE trim(trigger) IN ({lit_list(TXN_TRIGGERS)}))
@@ -48,7 +48,7 @@ def checks(params: GateParams) -> list[Check]:
     if aml is not None and has(params, TABLE, "amount_cny", "counterparty_country"):
         found.append(check(TABLE, "transactions_meet_their_trigger", BLOCKING,
                            gxe.UnexpectedRowsExpectation(unexpected_rows_query=f"""
-            SELECT cust_id, trigger, txn_id, CAST(amount_cny AS VARCHAR) AS amount_cny, counterparty_country
+            SELECT cust_id, trigger, txn_id, CAST(amount_cny AS STRING) AS amount_cny, counterparty_country
             FROM {{batch}}
             WHERE (trigger = 'CASH_LARGE' AND NOT coalesce(amount_cny >= {lit(aml.cash_single_min_cny)}, FALSE))
                OR (trigger = 'HIGH_RISK_COUNTRY'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import great_expectations.expectations as gxe
 
 from expectations import BLOCKING, Check, GateParams, check, lit
@@ -24,9 +26,9 @@ def _quarantine_sql(params: GateParams) -> str:
     """One row when Σ quarantined / Σ records of the month's batches exceeds the bound (or none logged)."""
     bound = params.rules.max_quarantine_rate
     return f"""
-        SELECT CAST(coalesce(sum(quarantined), 0) AS VARCHAR) AS quarantined,
-               CAST(coalesce(sum(records), 0) AS VARCHAR) AS records,
-               CAST(round(sum(quarantined) / nullif(sum(records), 0), 6) AS VARCHAR) AS quarantine_rate,
+        SELECT CAST(coalesce(sum(quarantined), 0) AS STRING) AS quarantined,
+               CAST(coalesce(sum(records), 0) AS STRING) AS records,
+               CAST(round(sum(quarantined) / nullif(sum(records), 0), 6) AS STRING) AS quarantine_rate,
                {lit(str(bound))} AS max_quarantine_rate
         FROM {{batch}}
         HAVING coalesce(sum(records), 0) = 0 OR coalesce(sum(quarantined), 0) > {lit(bound)} * sum(records)
@@ -35,9 +37,11 @@ def _quarantine_sql(params: GateParams) -> str:
 
 def _balance_days_sql(params: GateParams) -> str:
     """Calendar days of the month without a LOADED CBS_BALANCE batch."""
+    # The month's days as VALUES: DuckDB's generate_series and Spark's sequence have no common spelling.
+    days = ", ".join(f"({lit(params.month_start + timedelta(days=n))})" for n in range(params.days))
     return f"""
-        SELECT CAST(CAST(d.day AS DATE) AS VARCHAR) AS missing_balance_date
-        FROM generate_series({lit(params.month_start)}, {lit(params.as_of)}, INTERVAL 1 DAY) AS d(day)
+        SELECT CAST(CAST(d.day AS DATE) AS STRING) AS missing_balance_date
+        FROM (VALUES {days}) AS d(day)
         WHERE CAST(d.day AS DATE) NOT IN (
             SELECT batch_date FROM {{batch}} WHERE table_name = 'CBS_BALANCE' AND status = 'LOADED')
     """

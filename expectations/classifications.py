@@ -21,7 +21,7 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 from great_expectations.expectations.row_conditions import Column
 
-from expectations import BLOCKING, WARNING, Check, GateParams, check
+from expectations import BLOCKING, WARNING, Check, GateParams, check, dialect
 
 TABLE = "customer_segment"
 
@@ -45,9 +45,9 @@ EVERY_TYPE_NOT_NULL = ("credit_grade", "credit_grade_reason", "service_strategy"
 def reference_queries(params: GateParams) -> dict[str, str]:
     """The candidate's columns of the classification tables (which checks can run)."""
     return {
-        "candidate_columns": """
+        "candidate_columns": f"""
             SELECT coalesce(string_agg(table_name || '.' || column_name, ','), '')
-            FROM information_schema.columns
+            FROM {dialect.catalog_columns(params.engine)}
             WHERE table_schema = 'main_marts'
               AND table_name IN ('customer_segment', 'customer_event', 'aml_customer_risk',
                                  'aml_trigger_transactions')
@@ -70,7 +70,7 @@ def _rows(name: str, severity: str, sql: str, description: str) -> Check:
 
 def checks(params: GateParams) -> list[Check]:
     """The classification checks whose columns exist in the candidate."""
-    rules = params.rules
+    rules, engine = params.rules, params.engine
     retail = Column("cust_type") == "P"
     found: list[Check] = []
     present = [c for c in CONTRACT_COLUMNS if has(params, TABLE, c)]
@@ -122,14 +122,16 @@ def checks(params: GateParams) -> list[Check]:
         """, f"C/I/F rows have NULL {', '.join(retail_only)}"))
     if has(params, TABLE, "rfm_m"):
         found.append(_rows("rfm_m_equals_avg_daily_aum", BLOCKING, """
-            SELECT cust_id, CAST(rfm_m AS VARCHAR) AS rfm_m, CAST(avg_daily_aum_cny AS VARCHAR) AS avg_aum
+            SELECT cust_id, CAST(rfm_m AS STRING) AS rfm_m, CAST(avg_daily_aum_cny AS STRING) AS avg_aum
             FROM {batch} WHERE cust_type = 'P' AND rfm_m IS DISTINCT FROM avg_daily_aum_cny
         """, "rfm_m = avg_daily_aum_cny"))
     if has(params, TABLE, "activity_level", "value_activity_quadrant"):
-        found.append(_rows("quadrant_agrees_with_activity", BLOCKING, """
-            SELECT cust_id, activity_level, value_activity_quadrant FROM {batch}
+        quadrant_suffix = "'_' || activity_level || '_ACTIVITY'"
+        found.append(_rows("quadrant_agrees_with_activity", BLOCKING, f"""
+            SELECT cust_id, activity_level, value_activity_quadrant FROM {{batch}}
             WHERE cust_type = 'P' AND NOT coalesce(
-                ends_with(value_activity_quadrant, '_' || activity_level || '_ACTIVITY'), FALSE)
+                {dialect.ends_with(engine, "value_activity_quadrant", quadrant_suffix)},
+                FALSE)
         """, "the quadrant's activity half is the customer's activity_level"))
     if has(params, TABLE, "potential_flag", "potential_reasons", "churn_warning", "churn_reason"):
         found.append(_rows("reasons_agree_with_flags", BLOCKING, """
@@ -139,24 +141,25 @@ def checks(params: GateParams) -> list[Check]:
                    OR (churn_warning IS DISTINCT FROM (coalesce(churn_reason, '') <> '')))
         """, "a potential customer has a reason; a churn reason exactly when warned"))
     if has(params, TABLE, "customer_class", "customer_class_reason", "potential_flag"):
-        found.append(_rows("customer_class_reason_agrees_with_class", BLOCKING, """
-            SELECT cust_id, customer_class, customer_class_reason, potential_flag FROM {batch}
+        reason = "customer_class_reason"
+        found.append(_rows("customer_class_reason_agrees_with_class", BLOCKING, f"""
+            SELECT cust_id, customer_class, customer_class_reason, potential_flag FROM {{batch}}
             WHERE cust_type = 'P' AND NOT coalesce(CASE customer_class
-                WHEN 'A' THEN starts_with(customer_class_reason, 'TIER_AT_LEAST=')
+                WHEN 'A' THEN {dialect.starts_with(engine, reason, "'TIER_AT_LEAST='")}
                     AND contains(customer_class_reason, ',CREDIT_GRADE_IN=')
                 WHEN 'B' THEN (customer_class_reason = 'POTENTIAL' AND potential_flag)
-                    OR (starts_with(customer_class_reason, 'TIER_AT_LEAST=')
+                    OR ({dialect.starts_with(engine, reason, "'TIER_AT_LEAST='")}
                         AND contains(customer_class_reason, ',CREDIT_GRADE_NOT_IN='))
-                WHEN 'C' THEN starts_with(customer_class_reason, 'NOT_POTENTIAL,') AND NOT potential_flag
+                WHEN 'C' THEN {dialect.starts_with(engine, reason, "'NOT_POTENTIAL,'")} AND NOT potential_flag
                 END, FALSE)
         """, "the class reason names the rule of the class (A: tier and grades; B: potential, or tier and "
              "grades; C: not potential and a missed bound)"))
     if has(params, TABLE, "credit_grade", "credit_grade_reason"):
-        found.append(_rows("credit_grade_reason_agrees_with_grade", BLOCKING, """
-            SELECT cust_id, credit_grade, credit_grade_reason FROM {batch}
+        found.append(_rows("credit_grade_reason_agrees_with_grade", BLOCKING, f"""
+            SELECT cust_id, credit_grade, credit_grade_reason FROM {{batch}}
             WHERE NOT coalesce(CASE credit_grade
                 WHEN 'NONE' THEN credit_grade_reason = 'NO_LOAN'
-                WHEN 'LOW' THEN starts_with(credit_grade_reason, 'DPD_BELOW=')
+                WHEN 'LOW' THEN {dialect.starts_with(engine, "credit_grade_reason", "'DPD_BELOW='")}
                 ELSE contains(credit_grade_reason, '_AT_LEAST=')
                 END, FALSE)
         """, "the credit grade reason matches the grade (NONE: no loan; LOW: below the bounds; "

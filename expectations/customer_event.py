@@ -55,5 +55,5 @@ def checks(params: GateParams) -> list[Check]:
               gxe.UnexpectedRowsExpectation(unexpected_rows_query=_tier_changes_sql(params)),
               "every customer new this month or whose published tier changed has exactly one NEW / TIER_UP / "
               "TIER_DOWN row with its tiers, and no other customer has one", name_columns=("cust_id",)),
-        no_pii_columns(TABLE, SCHEMA),
+        no_pii_columns(params, TABLE, SCHEMA),
     ]

@@ -62,8 +62,8 @@ def _aum_reconciliation_sql(params: GateParams) -> str:
             SELECT DISTINCT cust_id FROM ({customers_at(params.as_of)}) WHERE status IN ('A', 'D')
         ), accounts AS (
             -- The month's latest version of each account: accounts closed during the month still count.
-            SELECT acct_id, arg_max(cust_id, valid_from) AS cust_id,
-                   arg_max(product_type, valid_from) AS product_type
+            SELECT acct_id, max_by(cust_id, valid_from) AS cust_id,
+                   max_by(product_type, valid_from) AS product_type
             FROM raw.cbs_account_versions
             WHERE valid_from <= {lit(params.as_of)} AND (valid_to IS NULL OR valid_to > {lit(params.month_start)})
             GROUP BY acct_id
@@ -72,7 +72,7 @@ def _aum_reconciliation_sql(params: GateParams) -> str:
             SELECT acct_id, bal_date, balance, currency
             FROM raw.cbs_balance WHERE batch_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
         ), rates AS (
-            SELECT currency, rate_date, arg_max(cny_per_unit, batch_date) AS cny_per_unit FROM raw.cbs_fx_rate
+            SELECT currency, rate_date, max_by(cny_per_unit, batch_date) AS cny_per_unit FROM raw.cbs_fx_rate
             WHERE batch_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
               AND rate_date BETWEEN {lit(params.month_start)} AND {lit(params.as_of)}
             GROUP BY currency, rate_date
@@ -86,8 +86,10 @@ def _aum_reconciliation_sql(params: GateParams) -> str:
             FROM balances AS b SEMI JOIN aum_accounts AS a ON a.acct_id = b.acct_id
             GROUP BY b.bal_date, b.currency
         ), raw_total AS (
+            -- DECIMAL(19, 2) × the rate's DECIMAL(18, 6) fits DECIMAL(38, 8), so the product is exact on both
+            -- engines (Spark rounds a product wider than 38 digits to 6 places; 10^17 CNY a day is ample).
             SELECT
-                coalesce(sum(CAST(d.balance_sum AS DECIMAL(38, 2))
+                coalesce(sum(CAST(d.balance_sum AS DECIMAL(19, 2))
                              * CASE WHEN d.currency = 'CNY' THEN 1 ELSE r.cny_per_unit END), 0)
                     AS aum_days_cny,
                 count(*) FILTER (WHERE d.currency <> 'CNY' AND r.cny_per_unit IS NULL)
@@ -99,9 +101,9 @@ def _aum_reconciliation_sql(params: GateParams) -> str:
                    coalesce(sum(CAST(avg_daily_aum_cny AS DECIMAL(38, 2))), 0) AS aum_cny
             FROM {{batch}}
         )
-        SELECT CAST(m.aum_cny AS VARCHAR) AS marts_total_cny,
-               CAST(round(r.aum_days_cny / {days}, 4) AS VARCHAR) AS raw_total_cny,
-               CAST(m.customers * {lit(ROUNDING_CNY)} AS VARCHAR) AS tolerance_cny,
+        SELECT CAST(m.aum_cny AS STRING) AS marts_total_cny,
+               CAST(round(r.aum_days_cny / {days}, 4) AS STRING) AS raw_total_cny,
+               CAST(m.customers * {lit(ROUNDING_CNY)} AS STRING) AS tolerance_cny,
                r.balances_without_rate AS day_currencies_without_rate
         FROM marts AS m CROSS JOIN raw_total AS r
         WHERE abs(m.aum_cny * {days} - r.aum_days_cny) > m.customers * {lit(ROUNDING_CNY)} * {days}
@@ -115,8 +117,8 @@ def _retail_floor_sql(params: GateParams) -> str:
     measure = MEASURE_COLUMNS[rules.active.measure]
     return f"""
         WITH {retail_ladder_cte(rules)}
-        SELECT s.cust_id, s.implied_tier, CAST(s.{measure} AS VARCHAR) AS measure_cny,
-               CAST(l.floor_cny AS VARCHAR) AS floor_cny, CAST(l.next_floor_cny AS VARCHAR) AS next_floor_cny
+        SELECT s.cust_id, s.implied_tier, CAST(s.{measure} AS STRING) AS measure_cny,
+               CAST(l.floor_cny AS STRING) AS floor_cny, CAST(l.next_floor_cny AS STRING) AS next_floor_cny
         FROM {{batch}} AS s
         JOIN retail_ladder AS l ON l.rule_set = {lit(rules.active_rule_set)} AND l.tier = s.implied_tier
         WHERE s.cust_type = 'P'
@@ -136,8 +138,8 @@ def _corporate_floor_sql(params: GateParams) -> str:
             FROM {{batch}} AS s JOIN corporate_ladder AS l ON l.tier = s.implied_tier
             WHERE s.cust_type IN ({lit_list(rules.corporate_cust_types)})
         )
-        SELECT cust_id, implied_tier, CAST(deposits AS VARCHAR) AS deposits_cny,
-               CAST(loans AS VARCHAR) AS loans_cny
+        SELECT cust_id, implied_tier, CAST(deposits AS STRING) AS deposits_cny,
+               CAST(loans AS STRING) AS loans_cny
         FROM rows
         WHERE NOT (deposits + {lit(ROUNDING_CNY)} >= deposit_floor_cny
                    OR loans + {lit(ROUNDING_CNY)} >= loan_floor_cny)
@@ -251,7 +253,7 @@ def checks(params: GateParams) -> list[Check]:
         check(TABLE, "pii_masked", BLOCKING,
               gxe.UnexpectedRowsExpectation(unexpected_rows_query=_masking_sql(params)),
               f"masked columns contain '{rules.mask_char}' and never equal the raw value"),
-        no_pii_columns(TABLE, SCHEMA),
+        no_pii_columns(params, TABLE, SCHEMA),
         check(TABLE, "on_watch_share", WARNING,
               gxe.ExpectColumnValuesToBeInSet(column="on_watch", value_set=[False],
                                               mostly=1 - float(rules.warn_on_watch_share)),

@@ -28,8 +28,8 @@ def _floor_sql(params: GateParams) -> str:
     """Retail rows whose implied tier's floor/next floor do not bracket the rule set's measure value."""
     return f"""
         WITH {retail_ladder_cte(params.rules)}
-        SELECT t.cust_id, t.rule_set, t.implied_tier, CAST(t.measure_value_cny AS VARCHAR) AS measure_cny,
-               CAST(l.floor_cny AS VARCHAR) AS floor_cny, CAST(l.next_floor_cny AS VARCHAR) AS next_floor_cny
+        SELECT t.cust_id, t.rule_set, t.implied_tier, CAST(t.measure_value_cny AS STRING) AS measure_cny,
+               CAST(l.floor_cny AS STRING) AS floor_cny, CAST(l.next_floor_cny AS STRING) AS next_floor_cny
         FROM {{batch}} AS t
         JOIN retail_ladder AS l ON l.rule_set = t.rule_set AND l.tier = t.implied_tier
         WHERE t.measure_value_cny IS NULL
@@ -60,7 +60,7 @@ def _segment_agreement_sql(params: GateParams) -> str:
     expected = [f"({lit(name)}, 'P', {lit(name == rules.active_rule_set)})" for name in rules.rule_sets]
     expected += [f"({lit(CORPORATE_RULE_SET)}, {lit(t)}, TRUE)" for t in rules.corporate_cust_types]
     # An overridden value tier differs from the computed one by design (the override checks cover it).
-    override = "override_id" if has(params, "customer_segment", "override_id") else "CAST(NULL AS VARCHAR)"
+    override = "override_id" if has(params, "customer_segment", "override_id") else "CAST(NULL AS STRING)"
     return f"""
         WITH seg AS (
             SELECT cust_id, cust_type, value_tier, implied_tier, {override} AS override_id
@@ -122,6 +122,6 @@ def checks(params: GateParams) -> list[Check]:
               gxe.UnexpectedRowsExpectation(unexpected_rows_query=_segment_agreement_sql(params)),
               "one row per applicable rule set for every customer_segment row; the active/corporate row "
               "has the segment's value and implied tier"),
-        no_pii_columns(TABLE, SCHEMA),
+        no_pii_columns(params, TABLE, SCHEMA),
     ]
     return found

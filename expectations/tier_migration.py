@@ -45,7 +45,7 @@ def checks(params: GateParams) -> list[Check]:
         check(TABLE, "customers_positive", BLOCKING,
               gxe.ExpectColumnValuesToBeBetween(column="customers", min_value=1),
               "only moves with customers > 0 are listed"),
-        no_pii_columns(TABLE, SCHEMA),
+        no_pii_columns(params, TABLE, SCHEMA),
         check(TABLE, "totals_match_customer_tier", WARNING,
               gxe.UnexpectedRowsExpectation(unexpected_rows_query=_totals_sql(params)),
               "Σ customers per rule set and to-tier = customer_tier rows of the month"),

@@ -30,8 +30,10 @@ def _overrides_cte(params: GateParams) -> str:
                    v.from_month AS revoked_from
             FROM {{batch}} AS s
             LEFT JOIN (SELECT * FROM {LOG} WHERE action = 'REQUEST') AS r ON r.override_id = s.override_id
-            LEFT JOIN (SELECT * FROM {LOG} WHERE action IN ('APPROVE', 'REJECT')
-                       QUALIFY row_number() OVER (PARTITION BY override_id ORDER BY seq DESC) = 1) AS d
+            LEFT JOIN (SELECT * FROM (
+                           SELECT *, row_number() OVER (PARTITION BY override_id ORDER BY seq DESC) AS newest
+                           FROM {LOG} WHERE action IN ('APPROVE', 'REJECT')) AS decisions
+                       WHERE newest = 1) AS d
                    ON d.override_id = s.override_id
             LEFT JOIN (SELECT override_id, min(from_month) AS from_month FROM {LOG} WHERE action = 'REVOKE'
                        GROUP BY override_id) AS v ON v.override_id = s.override_id

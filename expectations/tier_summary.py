@@ -46,7 +46,7 @@ def _ladder_listed_sql(params: GateParams) -> str:
 def _shares_sql(params: GateParams) -> str:
     """Rule sets whose shares of customers do not add up to 1."""
     return f"""
-        SELECT rule_set, CAST(sum(share_of_customers) AS VARCHAR) AS total_share, count(*) AS tiers
+        SELECT rule_set, CAST(sum(share_of_customers) AS STRING) AS total_share, count(*) AS tiers
         FROM {{batch}} GROUP BY rule_set
         HAVING sum(customers) > 0
            AND abs(sum(share_of_customers) - 1) > count(*) * CAST('{SHARE_ROUNDING}' AS DECIMAL(9, 6))
@@ -81,13 +81,15 @@ def _drift_sql(params: GateParams, bound: Decimal) -> str:
             FROM cur AS c FULL OUTER JOIN base AS b ON b.rule_set = c.rule_set AND b.tier = c.tier
         )
         SELECT p.rule_set, p.tier, {lit(baseline)} AS baseline_month,
-               CAST(CAST(round(p.baseline_customers / bt.n, 4) AS DECIMAL(9, 4)) AS VARCHAR) AS baseline_share,
-               CAST(CAST(round(p.customers / ct.n, 4) AS DECIMAL(9, 4)) AS VARCHAR) AS share,
-               CAST(CAST(round(p.customers / ct.n - p.baseline_customers / bt.n, 4) AS DECIMAL(9, 4)) AS VARCHAR) AS change
+               CAST(CAST(round(p.baseline_customers / bt.n, 4) AS DECIMAL(9, 4)) AS STRING) AS baseline_share,
+               CAST(CAST(round(p.customers / ct.n, 4) AS DECIMAL(9, 4)) AS STRING) AS share,
+               CAST(CAST(round(p.customers / ct.n - p.baseline_customers / bt.n, 4) AS DECIMAL(9, 4)) AS STRING) AS change
         FROM pairs AS p
         JOIN cur_total AS ct ON ct.rule_set = p.rule_set
         JOIN base_total AS bt ON bt.rule_set = p.rule_set
-        WHERE abs(CAST(p.customers AS HUGEINT) * bt.n - CAST(p.baseline_customers AS HUGEINT) * ct.n)
+        -- DECIMAL(38, 0): exact integers on DuckDB and Spark alike (HUGEINT is DuckDB's only).
+        WHERE abs(CAST(p.customers AS DECIMAL(38, 0)) * bt.n
+                  - CAST(p.baseline_customers AS DECIMAL(38, 0)) * ct.n)
               > {lit(bound)} * ct.n * bt.n
         ORDER BY abs(p.customers / ct.n - p.baseline_customers / bt.n) DESC, p.rule_set, p.tier
     """
@@ -120,7 +122,7 @@ def checks(params: GateParams) -> list[Check]:
         check(TABLE, "counts_match_customer_tier", BLOCKING,
               gxe.UnexpectedRowsExpectation(unexpected_rows_query=_counts_sql(params)),
               "customers and on_watch_customers per rule set and tier = customer_tier rows of the month"),
-        no_pii_columns(TABLE, SCHEMA),
+        no_pii_columns(params, TABLE, SCHEMA),
         check(TABLE, "every_ladder_tier_listed", WARNING,
               gxe.UnexpectedRowsExpectation(unexpected_rows_query=_ladder_listed_sql(params)),
               "every tier of every ladder in the rules has a row (count 0 when empty)"),

@@ -21,7 +21,8 @@ from tests.support.isolation import DBT_PROJECT_ENV, copy_dbt_project, free_port
 PUBLISHED_WAREHOUSE = "published_warehouse"
 PUBLISHED_WAREHOUSE_MODULES = frozenset(f"tests/{name}.py" for name in (
     "flows/test_artifacts", "flows/test_backtest", "flows/test_explain", "flows/test_release_report",
-    "integration/test_attacks", "integration/test_classifications", "integration/test_release_parity",
+    "integration/test_attacks", "integration/test_classifications", "integration/test_gate_spark",
+    "integration/test_release_parity",
     "integration/test_readme_commands", "integration/test_rule_change", "postgres/test_postgres_publish", "postgres/test_publish_flow_postgres"))
 LONGEST_FIRST = ("tests/integration/test_monthly_run.py", PUBLISHED_WAREHOUSE, "tests/integration/test_overrides.py",
                  "tests/browser/test_prefect_ui.py")

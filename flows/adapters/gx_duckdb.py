@@ -130,6 +130,11 @@ class DuckDBGX:
         """The SQLAlchemy engine GX validates through (NullPool, same connect arguments)."""
         return self.datasource.get_execution_engine().engine
 
+    def scalar(self, sql: str) -> Any:
+        """The first column of the first row of a query on the file (None without rows)."""
+        with self.engine().connect() as conn:
+            return conn.exec_driver_sql(sql).scalar()
+
     def dispose(self) -> None:
         """Release every engine GX built on the file, so another connection may open it read-write."""
         if self.anchor is not None:

@@ -1,7 +1,10 @@
-"""Run the gate's expectations on the working database, keep the results in `gate.*`, judge by severity.
+"""Run the gate's expectations on the built month, keep the results in `gate.*`, judge by severity.
 
-GX validates in SQL through `flows.adapters.gx_duckdb` (read-only, NullPool); only after it has released the
-file are the results written, in one transaction, to `gate.run` and `gate.result`.
+GX validates where the month was built (Settings.engine): on DuckDB in SQL through `flows.adapters.gx_duckdb`
+(read-only, NullPool), on Spark through `flows.adapters.gx_spark` (the same suites; their SQL's few
+engine-specific spellings are in `expectations/dialect.py`). Only after validation has released the working
+database are the results written, in one transaction, to its `gate.run` and `gate.result` (on both engines
+the working DuckDB file keeps the pipeline's bookkeeping).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -168,14 +172,13 @@ def _failed(check: Check, reason: str) -> CheckResult:
                        check.description)
 
 
-def _reference(engine: Any, queries: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+def _reference(session: Any, queries: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Run each scalar reference query; a failing one is recorded, not raised."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for name, sql in queries.items():
         try:
-            with engine.connect() as conn:
-                values[name] = conn.exec_driver_sql(sql).scalar()
+            values[name] = session.scalar(sql)
         except Exception as exc:  # noqa: BLE001 - reported as a failed check, the gate goes on
             errors[name] = str(exc).splitlines()[0]
     return values, errors
@@ -199,16 +202,25 @@ def last_release_month(published_db: Path) -> date | None:
     return row[0] if row else None
 
 
+def gx_session(settings: Settings) -> AbstractContextManager[Any]:
+    """The GX session of the engine the month was built on: `month_batch`, `scalar` and release on exit."""
+    if settings.engine == "spark":
+        from flows.adapters.gx_spark import spark_gx  # pyspark only when the engine is Spark
+
+        return spark_gx(settings, schemas={suite.SCHEMA for suite in SUITES})
+    return duckdb_gx(settings.working_db, read_only=True, config=settings.duckdb_config())
+
+
 def run_checks(settings: Settings, as_of: date, rules: Rules,
                tables: tuple[str, ...] | None = None) -> tuple[list[CheckResult], dict[str, Any]]:
-    """Validate the month's marts/audit rows of the working database with every check (or those of
-    `tables`); return results and reference figures. The published database gives the last release's
+    """Validate the month's marts/audit rows with every check (or those of `tables`), on the engine of
+    `settings`; return results and reference figures. The published database gives the last release's
     month to the drift check."""
     results: dict[str, CheckResult] = {}
     released = last_release_month(settings.published_db)
-    with duckdb_gx(settings.working_db, read_only=True, config=settings.duckdb_config()) as session:
-        params = GateParams(as_of=as_of, rules=rules, last_release_month=released)
-        reference, errors = _reference(session.engine(), reference_queries(params))
+    with gx_session(settings) as session:
+        params = GateParams(as_of=as_of, rules=rules, last_release_month=released, engine=settings.engine)
+        reference, errors = _reference(session, reference_queries(params))
         params = replace(params, reference=reference, reference_errors=errors)
         checks = [c for c in build_checks(params) if tables is None or c.table in tables]
         by_name = {c.full_name: c for c in checks}
