@@ -37,7 +37,7 @@ test: setup system-deps
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$rc
 
 test-fast: setup
-	$(BIN)/python -m pytest $(XDIST) -m "not integration and not postgres and not browser"
+	$(BIN)/python -m pytest $(XDIST) -m "not integration and not postgres and not browser and not spark"
 
 # ruff, then sqlfluff (dbt templater, config in pyproject.toml). dbt must parse the project to lint it: the rule
 # seeds are written first, and profiles.yml gets an in-memory DuckDB, so a fresh clone needs no warehouse.

@@ -198,6 +198,11 @@ class Settings:
         return {"memory_limit": self.duckdb_memory_limit, "threads": str(self.duckdb_threads),
                 "temp_directory": str(self.temp_dir)}
 
+    def spark_env(self) -> dict[str, str]:
+        """The Spark target's connection for dbt's profile (profiles.yml reads it from the environment)."""
+        return {"TIERING_SPARK_METHOD": self.spark_method, "TIERING_SPARK_HOST": self.spark_host,
+                "TIERING_SPARK_PORT": str(self.spark_port)}
+
     def duckdb_env(self) -> dict[str, str]:
         """The same settings for dbt's profile (profiles.yml reads them from the environment)."""
         return {"TIERING_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,

@@ -22,7 +22,7 @@ PUBLISHED_WAREHOUSE = "published_warehouse"
 PUBLISHED_WAREHOUSE_MODULES = frozenset(f"tests/{name}.py" for name in (
     "flows/test_artifacts", "flows/test_backtest", "flows/test_explain", "flows/test_release_report",
     "integration/test_attacks", "integration/test_classifications", "integration/test_gate_spark",
-    "integration/test_release_parity",
+    "integration/test_release_parity", "integration/test_spark_parity",
     "integration/test_readme_commands", "integration/test_rule_change", "postgres/test_postgres_publish", "postgres/test_publish_flow_postgres"))
 LONGEST_FIRST = ("tests/integration/test_monthly_run.py", PUBLISHED_WAREHOUSE, "tests/integration/test_overrides.py",
                  "tests/browser/test_prefect_ui.py")
@@ -120,3 +120,22 @@ def published_warehouse(prefect_harness, tmp_path_factory):
     for as_of in (dt.date(2026, 2, 28), dt.date(2026, 3, 31)):
         tiering_run(landing=str(landing), as_of=as_of, settings=settings)
     return landing, warehouse, dt.date(2026, 3, 31)
+
+
+@pytest.fixture(scope="session")
+def spark_built_warehouse(published_warehouse, tmp_path_factory):
+    """The published warehouse's landing run through the same monthly flow with TIERING_ENGINE=spark (a local
+    Spark session in this process: one Spark warehouse per process, so every Spark test of the
+    published-warehouse work unit shares this one). Returns its Settings."""
+    import dataclasses
+    import datetime as dt
+
+    from flows.pipeline import tiering_run
+    from flows.settings import Settings
+
+    landing, _, as_of = published_warehouse
+    warehouse = tmp_path_factory.mktemp("spark_built_warehouse") / "warehouse"
+    settings = dataclasses.replace(Settings.from_env(warehouse=warehouse), engine="spark")
+    for month in (dt.date(2026, 2, 28), as_of):
+        tiering_run(landing=str(landing), as_of=month, settings=settings)
+    return settings

@@ -158,3 +158,55 @@
 {% macro spark__int_div(dividend, divisor) -%}
     ({{ dividend }}) div ({{ divisor }})
 {%- endmacro %}
+
+{#-
+    The catalog's columns of schema `schema_name` as a relation (table_schema, table_name, column_name).
+    Spark SQL has no information_schema: there the columns are read from the catalog when the SQL is
+    compiled (the tables exist by then: tests run after their models) and inlined as VALUES.
+-#}
+{% macro catalog_columns(schema_name) -%}
+    {{ return(adapter.dispatch('catalog_columns')(schema_name)) }}
+{%- endmacro %}
+
+{% macro default__catalog_columns(schema_name) -%}
+    (
+        select table_schema, table_name, column_name
+        from information_schema.columns
+        where table_schema = '{{ schema_name }}'
+    )
+{%- endmacro %}
+
+{% macro spark__catalog_columns(schema_name) -%}
+    {%- set rows = [] -%}
+    {%- if execute -%}
+        {%- for table in run_query('show tables in ' ~ schema_name) if not table['isTemporary'] -%}
+            {%- set relation = api.Relation.create(schema=schema_name, identifier=table['tableName']) -%}
+            {%- for column in adapter.get_columns_in_relation(relation) -%}
+                {%- do rows.append("('" ~ schema_name ~ "', '" ~ table['tableName'] ~ "', '" ~ column.name ~ "')") -%}
+            {%- endfor -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- if rows -%}
+        (select * from values {{ rows | join(', ') }} as catalog_columns (table_schema, table_name, column_name))
+    {%- else -%}
+        (
+            select
+                cast(null as string) as table_schema,
+                cast(null as string) as table_name,
+                cast(null as string) as column_name
+            where false
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+{#- `as materialized` for a CTE read several times: DuckDB computes it once; Spark plans it as it likes. -#}
+{% macro materialized_cte() -%}
+    {{ return(adapter.dispatch('materialized_cte')()) }}
+{%- endmacro %}
+
+{% macro default__materialized_cte() -%}
+    materialized
+{%- endmacro %}
+
+{% macro spark__materialized_cte() -%}
+{%- endmacro %}

@@ -10,18 +10,35 @@
 {%- endmacro %}
 
 {#-
-    Spark divides DECIMALs exactly to the result type's scale, rounding half up (away from zero). With the
-    numerator as DECIMAL(28 - places, s) and the denominator as DECIMAL(places + 9, 0) that scale is
-    s + places + 10 at precision 38, so Spark never trims it, and one more rounding to `places` is exact:
-    the true quotient lies at least 1 / (2 · 10^(s + places) · denominator) from a rounding boundary, more
-    than the first rounding can move it for any denominator below 10^10 (days, customer counts).
+    The same integer arithmetic on Spark, whose DECIMAL(38, 0) stands in for HUGEINT. Spark's own DECIMAL
+    division trims its scale when the operands are wide (a large amount scaled by 10^6 lost its USD
+    equivalent), so it is not used. The numerator's units come from its plain text (multiplying a
+    DECIMAL(38, s) by 10^s would make Spark drop decimals to stay within 38 digits). Spark's `div` is exact
+    but returns a 64-bit integer and wraps silently beyond it, so the remainder is checked: a quotient
+    out of range raises instead of publishing a wrong amount.
 -#}
 {% macro spark__exact_divide_round(numerator, denominator, places, numerator_scale) -%}
-    cast(round(
-        cast({{ numerator }} as decimal({{ 28 - places }}, {{ numerator_scale }}))
-        / cast({{ denominator }} as decimal({{ places + 9 }}, 0)),
-        {{ places }}
-    ) as decimal(38, {{ places }}))
+    {%- if numerator_scale == 0 -%}
+        {%- set units = 'cast(' ~ numerator ~ ' as decimal(38, 0))' -%}
+    {%- else -%}
+        {%- set units = "cast(replace(cast(cast(" ~ numerator ~ " as decimal(38, " ~ numerator_scale
+            ~ ")) as string), '.', '') as decimal(38, 0))" -%}
+    {%- endif -%}
+    {%- set scaled_denominator = '(cast(' ~ denominator ~ ' as decimal(38, 0)) * ' ~ (10 ** numerator_scale) ~ ')' -%}
+    {%- set dividend = '(2 * abs(' ~ units ~ ' * ' ~ (10 ** places) ~ ') + ' ~ scaled_denominator ~ ')' -%}
+    {%- set divisor = '(2 * ' ~ scaled_denominator ~ ')' -%}
+    {%- set quotient = '(' ~ dividend ~ ' div ' ~ divisor ~ ')' -%}
+    {%- set remainder = '(' ~ dividend ~ ' - ' ~ quotient ~ ' * ' ~ divisor ~ ')' -%}
+    {%- set unit_literal = '1' if places == 0 else '0.' ~ ('0' * (places - 1)) ~ '1' -%}
+    cast(
+        case
+            when {{ remainder }} >= 0 and {{ remainder }} < {{ divisor }}
+                then cast((case when {{ units }} < 0 then -1 else 1 end) * {{ quotient }} as decimal(20, 0))
+                    * {{ unit_literal }}
+            else raise_error('exact_divide_round: quotient beyond 64 bits')
+        end
+        as decimal(38, {{ places }})
+    )
 {%- endmacro %}
 
 {% macro default__exact_divide_round(numerator, denominator, places, numerator_scale) -%}

@@ -75,6 +75,8 @@ def prepare_seeds(settings: Settings) -> list[Path]:
 def dbt_args(args: list[str], settings: Settings, as_of: date | None = None) -> list[str]:
     """The full dbt argument list: the command, our project and profiles dirs, and var as_of if given."""
     full = [*args, "--project-dir", str(settings.dbt_project_dir), "--profiles-dir", str(settings.dbt_project_dir)]
+    if settings.engine == "spark":
+        full += ["--target", "spark"]
     if as_of is not None:
         full += ["--vars", json.dumps({"as_of": as_of.isoformat()})]
     return full
@@ -91,6 +93,11 @@ def run_dbt(args: list[str], settings: Settings, as_of: date | None = None,
         from dbt.cli.main import dbtRunner
 
         invoke = dbtRunner(callbacks=callbacks or []).invoke
+    if settings.engine == "spark" and settings.spark_method == "session":
+        from flows.adapters.spark_engine import spark_session
+
+        # Started here with the warehouse's catalog; dbt-spark's session method then finds it (getOrCreate).
+        spark_session(settings)
     with _working_db_env(settings):
         try:
             res = invoke(full)
@@ -133,7 +140,7 @@ def one_line(text: str) -> str:
 def _working_db_env(settings: Settings) -> Iterator[None]:
     # profiles.yml reads the working database path and DuckDB's limits from the environment of this process.
     values = {WORKING_DB_ENV: str(settings.working_db), DBT_THREADS_ENV: str(settings.dbt_threads),
-              **settings.duckdb_env()}
+              **settings.duckdb_env(), **settings.spark_env()}
     previous = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     settings.temp_dir.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,10 @@ Ingestion stays one path: it validates, quarantines and commits batches into the
 audit row as the commit point (flows/stages/raw_zone.py), in the working DuckDB file. Before a Spark build,
 `register_inputs` shows Spark exactly what is committed:
 
-- `raw.cbs_<table>` (facts) and `raw.cbs_<table>_changes` / `_versions` (snapshots): views over the files the
-  `audit.batch_log` rows name, each with its batch date as a literal (never a folder listing, so a batch
-  being written or a file a replacement superseded is invisible to Spark as it is to DuckDB);
+- `raw.cbs_<table>` (facts) and `raw.cbs_<table>_changes` (snapshots): external Parquet tables partitioned by
+  batch_date whose partitions are exactly the loads `audit.batch_log` committed (added, moved or dropped
+  here by difference, never found by listing folders, so a batch being written or a file a replacement
+  superseded is invisible to Spark as it is to DuckDB); `raw.cbs_<table>_versions` views over the changes;
 - `audit.batch_log` and `overrides.tier_override_log`: small copies written as Parquet under
   `<warehouse>/spark/inputs/` (atomically, file by file) and read through views.
 
@@ -14,6 +15,9 @@ dbt-spark then builds the same models as on DuckDB (target `spark` in profiles.y
 (the default) dbt runs inside this process on the session `spark_session()` starts: `local[N]` here, or a
 cluster's master (`TIERING_SPARK_MASTER`), its metastore and warehouse location from the settings below. With
 `method: thrift`, dbt talks to a Spark Thrift server that shares that metastore (README, "Running on Spark").
+
+After the build, `mount_built_tables` shows every table dbt built to the working DuckDB file as a view over
+its Parquet files, so publication, `explain` and the reports read a Spark build as they read a DuckDB one.
 """
 
 from __future__ import annotations
@@ -209,3 +213,101 @@ def register_inputs(settings: Settings) -> int:
     for statement in statements:
         session.sql(statement)
     return len(statements)
+
+
+# Spark's names of the types the models produce → DuckDB's (for an empty table, which has no file to read).
+_DUCKDB_TYPES = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "smallint": "SMALLINT",
+                 "tinyint": "TINYINT", "boolean": "BOOLEAN", "date": "DATE", "timestamp_ntz": "TIMESTAMP",
+                 "timestamp": "TIMESTAMPTZ", "double": "DOUBLE", "float": "FLOAT", "array<string>": "VARCHAR[]"}
+
+
+def duckdb_type(spark_type_name: str) -> str:
+    """A Spark column type (its simpleString) as DuckDB spells it."""
+    if spark_type_name.startswith("decimal"):
+        return spark_type_name.upper()
+    if spark_type_name not in _DUCKDB_TYPES:
+        raise ValueError(f"no DuckDB type for the Spark type {spark_type_name!r}")
+    return _DUCKDB_TYPES[spark_type_name]
+
+
+def _contract_orders(dbt_project_dir: Path) -> dict[tuple[str, str], list[str]]:
+    """(schema, table) → column order of each model with an enforced contract, from dbt's manifest: a
+    partitioned Spark table puts its partition column last, the published contract does not."""
+    import json
+
+    manifest = Path(dbt_project_dir) / "target" / "manifest.json"
+    if not manifest.exists():
+        return {}
+    orders = {}
+    for node in json.loads(manifest.read_text(encoding="utf-8"))["nodes"].values():
+        if node.get("resource_type") == "model" and node["config"].get("contract", {}).get("enforced"):
+            orders[(node["schema"], node["alias"])] = list(node["columns"])
+    return orders
+
+
+def _location(session: Any, schema: str, table: str) -> str:
+    for row in session.sql(f"DESCRIBE TABLE EXTENDED {schema}.{table}").collect():
+        if row[0] == "Location":
+            return row[1]
+    raise RuntimeError(f"Spark's catalog has no location for {schema}.{table}")
+
+
+def _local_path(location: str) -> str:
+    return location.removeprefix("file:") if location.startswith("file:") else location
+
+
+def built_table_views(session: Any, settings: Settings) -> list[tuple[str, str, str]]:
+    """(schema, table, DuckDB view SQL) for every table dbt built on Spark (schemas main_*): a view over the
+    table's Parquet files, columns in the contract's order, partition values typed."""
+    orders = _contract_orders(settings.dbt_project_dir)
+    views = []
+    for database in sorted(db.name for db in session.catalog.listDatabases()):
+        if not database.startswith("main_"):
+            continue
+        for table in session.catalog.listTables(database):
+            if table.isTemporary or table.tableType == "VIEW":
+                continue
+            columns = session.catalog.listColumns(f"{database}.{table.name}")
+            types = {c.name: duckdb_type(c.dataType) for c in columns}
+            partitions = [c.name for c in columns if c.isPartition]
+            order = orders.get((database, table.name)) or [c.name for c in columns]
+            if set(order) != set(types):
+                order = [c.name for c in columns]
+            folder = Path(_local_path(_location(session, database, table.name)))
+            pattern = folder.joinpath(*(["*"] * len(partitions)), "*.parquet")
+            if any(folder.glob(str(pattern.relative_to(folder)))):
+                hive_types = ", ".join(f"'{name}': '{types[name]}'" for name in partitions)
+                source = (f"read_parquet({_sql_text(str(pattern))}, hive_partitioning = {bool(partitions)}"
+                          + (f", hive_types = {{{hive_types}}}" if partitions else "") + ")")
+                select = ", ".join(f'"{name}"' for name in order)
+                views.append((database, table.name, f"SELECT {select} FROM {source}"))
+            else:
+                typed = ", ".join(f'CAST(NULL AS {types[name]}) AS "{name}"' for name in order)
+                views.append((database, table.name, f"SELECT {typed} WHERE false"))
+    return views
+
+
+def mount_built_tables(settings: Settings) -> int:
+    """Show the Spark build's tables to the working DuckDB file as views over their Parquet files, under the
+    same schema and table names: publication, explain and the reports then read a Spark build exactly as a
+    DuckDB one. Returns the views (re)created. Needs the tables' files on a path this machine reads (a
+    local warehouse, or the cluster's storage mounted)."""
+    session = spark_session(settings)
+    views = built_table_views(session, settings)
+    con = duckdb.connect(str(settings.working_db), config=settings.duckdb_config())
+    try:
+        kinds = dict(((schema, name), kind) for schema, name, kind in con.execute(
+            "SELECT schema_name, table_name, 'table' FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall())
+        con.execute("BEGIN")
+        for schema, table, sql in views:
+            if kinds.get((schema, table)) == "table":
+                raise RuntimeError(f"{schema}.{table} in {settings.working_db} is a DuckDB-built table: this "
+                                   "warehouse was built with TIERING_ENGINE=duckdb; build on Spark into a new "
+                                   "warehouse folder")
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            con.execute(f"CREATE OR REPLACE VIEW {schema}.{table} AS {sql}")
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    return len(views)

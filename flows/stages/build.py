@@ -56,9 +56,15 @@ def _refresh_inputs(settings: Settings) -> int:
     con = duckdb.connect(str(settings.working_db), config=settings.duckdb_config())
     try:
         raw_zone.refresh_views(con, settings.warehouse)
-        return snapshot_into(con, settings)
+        actions = snapshot_into(con, settings)
     finally:
         con.close()
+    if settings.engine == "spark":
+        from flows.adapters.spark_engine import register_inputs
+
+        # The same committed batches and override log, as Spark catalog partitions and views.
+        register_inputs(settings)
+    return actions
 
 
 @task(name="prepare-seeds", cache_policy=NO_CACHE)
@@ -127,4 +133,9 @@ def build_flow(months: list[dt.date], settings: Settings | None = None, full_ref
         outcome.seconds[month] = time.perf_counter() - started
         logger.info("dbt build for %s: %d nodes succeeded in %.1f s", f"{month:%Y-%m}", result.nodes_run,
                     outcome.seconds[month])
+    if settings.engine == "spark" and outcome.months:
+        from flows.adapters.spark_engine import mount_built_tables
+
+        # Publication, explain and the reports read the Spark build through the working DuckDB file.
+        logger.info("Spark build: %d table(s) shown to %s", mount_built_tables(settings), settings.working_db.name)
     return outcome

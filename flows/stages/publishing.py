@@ -387,7 +387,8 @@ def _aml_tables_present(working_db: Path) -> bool:
     con = duckdb.connect(str(working_db), read_only=True)
     try:
         found = {r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main_marts' "
+            # Tables, or views over a Spark build's files (spark_engine.mount_built_tables).
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main_marts' "
             f"AND table_name IN ({', '.join(repr(t) for t in AML_TABLES)})").fetchall()}
     finally:
         con.close()

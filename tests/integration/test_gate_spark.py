@@ -1,10 +1,9 @@
 """The gate on Spark (TIERING_ENGINE=spark): the same suites give the same verdicts as on DuckDB, and a
 tampered Spark table fails its blocking check.
 
-The Spark tables are the published warehouse's own marts (a copy of it), exported from its working DuckDB
-file as Parquet and saved into the same Spark databases and names, partitioned by as_of_month (so that column
-comes last, as in a dbt-spark build); raw.*, audit.batch_log and overrides.tier_override_log are registered
-by the Spark engine itself (spark_engine.register_inputs). Both engines thus validate the same rows.
+The Spark tables are those the monthly flow built on Spark from the published warehouse's landing
+(`spark_built_warehouse`); the DuckDB ones a copy of the published warehouse. test_spark_parity shows the
+two builds publish the same rows, so both gates validate the same data.
 """
 
 from __future__ import annotations
@@ -31,45 +30,27 @@ AS_OF = date(2026, 3, 31)
 SEGMENT = "main_marts.customer_segment"
 
 
-def _copies(warehouse: Path) -> Path:
-    return warehouse / "spark" / "mart-copies"
-
-
 @pytest.fixture(scope="module")
-def spark_warehouse(published_warehouse, tmp_path_factory) -> Path:
-    """A copy of the published warehouse whose marts are also Spark tables (the process's one Spark
-    warehouse: spark_session refuses a second)."""
+def engines(published_warehouse, spark_built_warehouse, tmp_path_factory) -> tuple[Settings, Settings]:
+    """(DuckDB, Spark) settings of two builds of one landing: a copy of the published warehouse (the tests
+    tamper with it) and the Spark-built warehouse (the process's one Spark warehouse: spark_session
+    refuses a second)."""
     _, source, as_of = published_warehouse
     assert as_of == AS_OF
     warehouse = tmp_path_factory.mktemp("gate_spark") / "warehouse"
     shutil.copytree(source, warehouse, symlinks=True)
-    settings = Settings(warehouse=warehouse, engine="spark")
-    spark = spark_engine.spark_session(settings)
-    spark_engine.register_inputs(settings)
-    _copies(warehouse).mkdir(parents=True)
-    con = duckdb.connect(str(settings.working_db), read_only=True)
-    try:
-        tables = [name for (name,) in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main_marts'").fetchall()]
-        for table in tables:
-            con.execute(f"COPY main_marts.{table} TO '{_copies(warehouse) / table}.parquet' (FORMAT parquet)")
-    finally:
-        con.close()
-    spark.sql("CREATE DATABASE IF NOT EXISTS main_marts")
-    for table in tables:
-        spark.read.parquet(str(_copies(warehouse) / f"{table}.parquet")) \
-            .write.partitionBy("as_of_month").saveAsTable(f"main_marts.{table}")
-    assert spark.table(SEGMENT).columns[-1] == "as_of_month"
-    return warehouse
+    spark = spark_engine.spark_session(spark_built_warehouse)
+    assert spark.table(SEGMENT).columns[-1] == "as_of_month"  # a dbt-spark build: partitioned by month
+    return Settings(warehouse=warehouse), spark_built_warehouse
 
 
 def _outcome(result: CheckResult) -> tuple:
     return result.full_name, result.severity, result.success, result.observed_value, result.details
 
 
-def test_spark_gate_gives_the_duckdb_verdicts(spark_warehouse: Path) -> None:
-    duck_results, duck_reference = run_checks(Settings(warehouse=spark_warehouse), AS_OF, RULES)
-    spark_settings = Settings(warehouse=spark_warehouse, engine="spark")
+def test_spark_gate_gives_the_duckdb_verdicts(engines: tuple[Settings, Settings]) -> None:
+    duck_settings, spark_settings = engines
+    duck_results, duck_reference = run_checks(duck_settings, AS_OF, RULES)
     spark_results, spark_reference = run_checks(spark_settings, AS_OF, RULES)
 
     # Not a comparison of two empty or broken runs: every suite ran, no check errored, the month passes.
@@ -87,14 +68,16 @@ def test_spark_gate_gives_the_duckdb_verdicts(spark_warehouse: Path) -> None:
     assert spark_reference["eligible_customers"] == 297 and spark_reference["records"] > 0
 
 
-def test_a_tampered_row_fails_the_same_blocking_checks_on_both_engines(spark_warehouse: Path) -> None:
+def test_a_tampered_row_fails_the_same_blocking_checks_on_both_engines(engines: tuple[Settings, Settings],
+                                                                      tmp_path: Path) -> None:
     """One customer's row again, carrying an override the log never saw: duplicate key, one row too many,
     an unapproved override (a custom-SQL check with offending rows) — on Spark as on DuckDB."""
-    duck_settings = Settings(warehouse=spark_warehouse)
-    spark_settings = Settings(warehouse=spark_warehouse, engine="spark")
+    duck_settings, spark_settings = engines
     spark = spark_engine.spark_session(spark_settings)
     table = spark.table(SEGMENT)
     month = f"as_of_month = DATE '{AS_OF.isoformat()}'"
+    saved = f"file:{tmp_path / 'customer_segment_month'}"
+    table.where(month).write.parquet(saved)
     first = table.where(month).orderBy("cust_id").limit(1).collect()[0].asDict()
     cust_id = first["cust_id"]
     spark.createDataFrame([{**first, "override_id": "OVR-9999"}], table.schema).write.insertInto(SEGMENT)
@@ -107,8 +90,7 @@ def test_a_tampered_row_fails_the_same_blocking_checks_on_both_engines(spark_war
         on_duckdb = run_checks(duck_settings, AS_OF, RULES, tables=("customer_segment",))[0]
     finally:
         # Back to the exported rows: dynamic partition overwrite replaces only this month.
-        spark.read.parquet(str(_copies(spark_warehouse) / "customer_segment.parquet")).where(month) \
-            .select(*table.columns).write.insertInto(SEGMENT, overwrite=True)
+        spark.read.parquet(saved).select(*table.columns).write.insertInto(SEGMENT, overwrite=True)
         with duckdb.connect(str(duck_settings.working_db)) as con:
             con.execute(f"DELETE FROM {SEGMENT} WHERE override_id = 'OVR-9999'")
     assert spark.table(SEGMENT).where(month).count() == 297
@@ -124,9 +106,9 @@ def test_a_tampered_row_fails_the_same_blocking_checks_on_both_engines(spark_war
     assert results["cust_id_not_null"].success and results["pii_masked"].success
 
 
-def test_dialect_spellings_give_the_same_values(spark_warehouse: Path) -> None:
+def test_dialect_spellings_give_the_same_values(engines: tuple[Settings, Settings]) -> None:
     """Each engine-specific spelling of expectations/dialect.py, and lit()'s quoting, evaluated on both."""
-    spark = spark_engine.spark_session(Settings(warehouse=spark_warehouse, engine="spark"))
+    spark = spark_engine.spark_session(engines[1])
     triggers = _trigger_list("t")  # the AML suites' common spelling, fed to the engine-specific ones
     high = ("KYC_HIGH", "CASH_LARGE")
 

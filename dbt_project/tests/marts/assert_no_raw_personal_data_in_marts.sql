@@ -20,9 +20,8 @@ raw_columns_in_marts as (
     select
         catalog_columns.table_name as found_in,
         catalog_columns.column_name as detail
-    from information_schema.columns as catalog_columns
-    where catalog_columns.table_schema = '{{ target.schema }}_marts'
-        and catalog_columns.column_name in ('cust_name', 'cert_no', 'mobile')
+    from {{ catalog_columns(target.schema ~ '_marts') }} as catalog_columns
+    where catalog_columns.column_name in ('cust_name', 'cert_no', 'mobile')
 
 ),
 

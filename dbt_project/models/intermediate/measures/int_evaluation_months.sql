@@ -79,7 +79,9 @@ final as (
         windows_added.month_start,
         windows_added.days_in_month,
         windows_added.window_3m_start,
-        cast({{ days_from('windows_added.window_3m_start', 'windows_added.as_of_month') }} + 1 as integer) as days_in_window_3m,
+        cast(
+            {{ days_from('windows_added.window_3m_start', 'windows_added.as_of_month') }} + 1 as integer
+        ) as days_in_window_3m,
         windows_added.first_loaded_balance_date,
         cast(row_number() over (order by windows_added.as_of_month) as integer) as month_index,
         lag(windows_added.as_of_month) over (order by windows_added.as_of_month) as previous_as_of_month,

@@ -60,14 +60,23 @@ versions as (
         ) as valid_to
     from (
         select
-            previous_month_end.valid_from, previous_month_end.is_deleted, previous_month_end.acct_id,
-            previous_month_end.cust_id, previous_month_end.product_type, previous_month_end.currency,
+            previous_month_end.valid_from,
+            previous_month_end.is_deleted,
+            previous_month_end.acct_id,
+            previous_month_end.cust_id,
+            previous_month_end.product_type,
+            previous_month_end.currency,
             previous_month_end.account_status
         from previous_month_end
         union all
         select
-            changes_since.valid_from, changes_since.is_deleted, changes_since.acct_id, changes_since.cust_id,
-            changes_since.product_type, changes_since.currency, changes_since.account_status
+            changes_since.valid_from,
+            changes_since.is_deleted,
+            changes_since.acct_id,
+            changes_since.cust_id,
+            changes_since.product_type,
+            changes_since.currency,
+            changes_since.account_status
         from changes_since
     ) as versions_unioned
 

@@ -80,7 +80,7 @@ previous_rows as (
 
 ),
 
-paired as materialized (
+paired as {{ materialized_cte() }} (
 
     select
         current_rows.as_of_month,
