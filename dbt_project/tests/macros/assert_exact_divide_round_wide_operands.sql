@@ -7,12 +7,18 @@ cases as (
     select wide_cases.*
     from (
         values
-        (cast('1773976.95' as decimal(38, 8)), cast('7.123456' as decimal(18, 6)),
-            cast('249033.18698115' as decimal(38, 8))),
-        (cast('98765432109.87' as decimal(38, 8)), cast('7.000001' as decimal(18, 6)),
-            cast('14109345428.64636734' as decimal(38, 8))),
-        (cast('-5866173.81' as decimal(38, 8)), cast('6.543210' as decimal(18, 6)),
-            cast('-896528.43329192' as decimal(38, 8)))
+        (
+            cast('1773976.95' as decimal(38, 8)), cast('7.123456' as decimal(18, 6)),
+            cast('249033.18698115' as decimal(38, 8))
+        ),
+        (
+            cast('98765432109.87' as decimal(38, 8)), cast('7.000001' as decimal(18, 6)),
+            cast('14109345428.64636734' as decimal(38, 8))
+        ),
+        (
+            cast('-5866173.81' as decimal(38, 8)), cast('6.543210' as decimal(18, 6)),
+            cast('-896528.43329192' as decimal(38, 8))
+        )
     ) as wide_cases (amount_cny, cny_per_usd, expected_usd)
 
 ),
