@@ -252,10 +252,6 @@ def _location(session: Any, schema: str, table: str) -> str:
     raise RuntimeError(f"Spark's catalog has no location for {schema}.{table}")
 
 
-def _local_path(location: str) -> str:
-    return location.removeprefix("file:") if location.startswith("file:") else location
-
-
 def built_table_views(session: Any, settings: Settings) -> list[tuple[str, str, str]]:
     """(schema, table, DuckDB view SQL) for every table dbt built on Spark (schemas main_*): a view over the
     table's Parquet files, columns in the contract's order, partition values typed."""
@@ -273,7 +269,7 @@ def built_table_views(session: Any, settings: Settings) -> list[tuple[str, str, 
             order = orders.get((database, table.name)) or [c.name for c in columns]
             if set(order) != set(types):
                 order = [c.name for c in columns]
-            folder = Path(_local_path(_location(session, database, table.name)))
+            folder = Path(_location(session, database, table.name).removeprefix("file:"))
             pattern = folder.joinpath(*(["*"] * len(partitions)), "*.parquet")
             if any(folder.glob(str(pattern.relative_to(folder)))):
                 hive_types = ", ".join(f"'{name}': '{types[name]}'" for name in partitions)
@@ -296,12 +292,12 @@ def mount_built_tables(settings: Settings) -> int:
     views = built_table_views(session, settings)
     con = duckdb.connect(str(settings.working_db), config=settings.duckdb_config())
     try:
-        kinds = dict(((schema, name), kind) for schema, name, kind in con.execute(
-            "SELECT schema_name, table_name, 'table' FROM duckdb_tables() WHERE database_name = current_database()"
+        duckdb_tables = set(con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
         ).fetchall())
         con.execute("BEGIN")
         for schema, table, sql in views:
-            if kinds.get((schema, table)) == "table":
+            if (schema, table) in duckdb_tables:
                 raise RuntimeError(f"{schema}.{table} in {settings.working_db} is a DuckDB-built table: this "
                                    "warehouse was built with TIERING_ENGINE=duckdb; build on Spark into a new "
                                    "warehouse folder")
