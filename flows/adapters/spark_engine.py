@@ -1,20 +1,10 @@
-"""The Spark engine (TIERING_ENGINE=spark): the Spark session, and the build's inputs as Spark views.
+"""The Spark engine (TIERING_ENGINE=spark): the Spark session, and the Spark build's tables shown to DuckDB.
 
-Ingestion stays one path: it validates, quarantines and commits batches into the raw zone's Parquet with the
-audit row as the commit point (flows/stages/raw_zone.py), in the working DuckDB file. Before a Spark build,
-`register_inputs` shows Spark exactly what is committed:
-
-- `raw.cbs_<table>` (facts) and `raw.cbs_<table>_changes` (snapshots): external Parquet tables partitioned by
-  batch_date whose partitions are exactly the loads `audit.batch_log` committed (added, moved or dropped
-  here by difference, never found by listing folders, so a batch being written or a file a replacement
-  superseded is invisible to Spark as it is to DuckDB); `raw.cbs_<table>_versions` views over the changes;
-- `audit.batch_log` and `overrides.tier_override_log`: small copies written as Parquet under
-  `<warehouse>/spark/inputs/` (atomically, file by file) and read through views.
-
-dbt-spark then builds the same models as on DuckDB (target `spark` in profiles.yml). With `method: session`
-(the default) dbt runs inside this process on the session `spark_session()` starts: `local[N]` here, or a
-cluster's master (`TIERING_SPARK_MASTER`), its metastore and warehouse location from the settings below. With
-`method: thrift`, dbt talks to a Spark Thrift server that shares that metastore (README, "Running on Spark").
+`spark_session` starts the process's SparkSession for a warehouse: its catalog (warehouse location, metastore)
+and SQL semantics equal to DuckDB's (`catalog_conf`, shared with a local Thrift server). dbt-spark builds in
+it (target `spark` in profiles.yml, `method: session`: `local[N]` here, or a cluster's master,
+`TIERING_SPARK_MASTER`), or on a Thrift server sharing that metastore (`method: thrift`; README, "Running on
+Spark"). What the build reads is registered by the stage module `flows/stages/spark_inputs.py`.
 
 After the build, `mount_built_tables` shows every table dbt built to the working DuckDB file as a view over
 its Parquet files, so publication, `explain` and the reports read a Spark build as they read a DuckDB one.
@@ -30,10 +20,6 @@ from typing import Any
 import duckdb
 
 from flows.settings import Settings
-from flows.stages import raw_zone
-
-# Inputs the models read that live in the working DuckDB file (ingestion's and the override log's).
-DUCKDB_INPUTS = (("audit", "batch_log"), ("overrides", "tier_override_log"))
 
 
 def catalog_conf(spark_dir: Path, warehouse_dir: str) -> dict[str, str]:
@@ -100,119 +86,6 @@ def spark_session(settings: Settings) -> Any:
 
 def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _file_uri(path: Path) -> str:
-    # Not Path.as_uri(): Spark would read its %3D as a literal (`batch_date%3D…` does not exist).
-    return "file:" + str(Path(path).resolve())
-
-
-def spark_type(duckdb_type: str) -> str:
-    """A raw column's Spark type (the raw zone's files are written by DuckDB)."""
-    return {"VARCHAR": "STRING", "TIMESTAMP": "TIMESTAMP_NTZ"}.get(duckdb_type, duckdb_type)
-
-
-def _committed(con: duckdb.DuckDBPyConnection, warehouse: Path, table: str) -> dict[str, str]:
-    """batch date → folder of the committed file (what audit.batch_log names), for one table."""
-    folders = {}
-    for day, raw_file in con.execute(
-            "SELECT batch_date, raw_file FROM audit.batch_log WHERE table_name = ? AND status = 'LOADED' "
-            "AND raw_file IS NOT NULL ORDER BY batch_date", [f"CBS_{table}"]).fetchall():
-        folder = (Path(warehouse) / raw_file).parent
-        if not folder.name.startswith("load-"):
-            raise raw_zone.RawZoneError(
-                f"{raw_file} is in the raw layout of issues 10–12 (files side by side in one date folder), which "
-                "Spark cannot register batch by batch: ingest the landing folder into a new warehouse folder")
-        folders[day.isoformat()] = _file_uri(folder)
-    return folders
-
-
-def _registered(session: Any, table: str) -> dict[str, str]:
-    """batch date → location of each partition Spark's catalog holds for `raw.<table>` (SQL has no
-    statement listing partition locations in one go: this asks the session's catalog)."""
-    jvm = session._jvm
-    identifier = jvm.org.apache.spark.sql.catalyst.TableIdentifier(table, jvm.scala.Option.apply("raw"))
-    parts = session._jsparkSession.sessionState().catalog().listPartitions(identifier, jvm.scala.Option.apply(None))
-    found = {}
-    for index in range(parts.size()):
-        part = parts.apply(index)
-        found[part.spec().apply("batch_date")] = part.storage().locationUri().get().toString()
-    return found
-
-
-def raw_table_statements(session: Any, con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
-    """Statements that make Spark's `raw.*` equal to what audit.batch_log has committed.
-
-    Each raw table is an external Parquet table partitioned by batch_date whose partitions Spark knows only
-    from the catalog: a partition is added (or moved to a replacement's folder, or dropped) here, after the
-    batch's audit row committed. Only the differences are sent, so the cost follows the batches loaded since
-    the last build, not the months held.
-    """
-    statements = []
-    session.sql("CREATE DATABASE IF NOT EXISTS raw")
-    for table, shape in raw_zone.shapes().items():
-        name = raw_zone.table_name(table)
-        stored = f"{name}_changes" if table in raw_zone.SNAPSHOT_TABLES else name
-        deleted = "is_deleted BOOLEAN, " if table in raw_zone.SNAPSHOT_TABLES else ""
-        columns = ", ".join(f"{column} {spark_type(sql_type)}" for column, sql_type in shape.columns)
-        # An empty folder of its own: the catalog, not a folder listing, says which batches exist.
-        location = settings.spark_dir / "raw-tables" / stored
-        location.mkdir(parents=True, exist_ok=True)
-        session.sql(f"CREATE TABLE IF NOT EXISTS raw.{stored} ({deleted}{columns}, batch_date DATE) "
-                    f"USING parquet PARTITIONED BY (batch_date) LOCATION '{_file_uri(location)}'")
-        wanted = _committed(con, settings.warehouse, table)
-        have = _registered(session, stored)
-        for day in sorted(set(have) - set(wanted)):
-            statements.append(f"ALTER TABLE raw.{stored} DROP IF EXISTS PARTITION (batch_date = '{day}')")
-        for day in sorted(set(have) & set(wanted)):
-            if have[day].rstrip("/") != wanted[day].rstrip("/"):
-                statements.append(f"ALTER TABLE raw.{stored} PARTITION (batch_date = '{day}') "
-                                  f"SET LOCATION '{wanted[day]}'")
-        new = sorted(set(wanted) - set(have))
-        if new:
-            statements.append(f"ALTER TABLE raw.{stored} ADD IF NOT EXISTS " + " ".join(
-                f"PARTITION (batch_date = '{day}') LOCATION '{wanted[day]}'" for day in new))
-        if table in raw_zone.SNAPSHOT_TABLES:
-            statements.append(f"""
-            CREATE OR REPLACE VIEW raw.{name}_versions AS
-            SELECT batch_date AS valid_from, valid_to, {', '.join(shape.names)}
-            FROM (
-                SELECT *, lead(batch_date) OVER (PARTITION BY {shape.key} ORDER BY batch_date) AS valid_to
-                FROM raw.{name}_changes
-            ) AS changes
-            WHERE NOT is_deleted""")
-    return statements
-
-
-def _export_inputs(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
-    """Copy the DuckDB-held inputs to Parquet (write then rename: a reader never sees half a file) and
-    return the statements that put views over them."""
-    folder = settings.spark_dir / "inputs"
-    folder.mkdir(parents=True, exist_ok=True)
-    statements = []
-    for schema, table in DUCKDB_INPUTS:
-        target = folder / f"{schema}.{table}.parquet"
-        partial = target.with_suffix(".parquet.partial")
-        con.execute(f"COPY (SELECT * FROM {schema}.{table}) TO {_sql_text(str(partial))} "
-                    f"(FORMAT parquet, COMPRESSION zstd)")
-        os.replace(partial, target)
-        statements += [f"CREATE DATABASE IF NOT EXISTS {schema}",
-                       f"CREATE OR REPLACE VIEW {schema}.{table} AS SELECT * FROM parquet.`{_file_uri(target)}`"]
-    return statements
-
-
-def register_inputs(settings: Settings) -> int:
-    """Show this warehouse's committed raw batches, batch log and override log to Spark; return the
-    statements run (the raw tables' catalog changes and the input views)."""
-    session = spark_session(settings)
-    con = duckdb.connect(str(settings.working_db), read_only=True, config=settings.duckdb_config())
-    try:
-        statements = raw_table_statements(session, con, settings) + _export_inputs(con, settings)
-    finally:
-        con.close()
-    for statement in statements:
-        session.sql(statement)
-    return len(statements)
 
 
 # Spark's names of the types the models produce → DuckDB's (for an empty table, which has no file to read).

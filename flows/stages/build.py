@@ -60,7 +60,7 @@ def _refresh_inputs(settings: Settings) -> int:
     finally:
         con.close()
     if settings.engine == "spark":
-        from flows.adapters.spark_engine import register_inputs
+        from flows.stages.spark_inputs import register_inputs
 
         # The same committed batches and override log, as Spark catalog partitions and views.
         register_inputs(settings)

@@ -206,7 +206,7 @@ def gx_session(settings: Settings) -> AbstractContextManager[Any]:
     """The GX session of the engine the month was built on: `month_batch`, `scalar` and release on exit."""
     if settings.engine == "spark":
         from flows.adapters.gx_spark import spark_gx  # pyspark only when the engine is Spark
-        from flows.adapters.spark_engine import register_inputs
+        from flows.stages.spark_inputs import register_inputs
 
         # The batch log and raw partitions as committed now (a gate may run apart from its build).
         register_inputs(settings)

@@ -82,7 +82,8 @@ def new_load_id() -> str:
     return uuid.uuid4().hex
 
 
-def _sql_text(value: str) -> str:
+def sql_text(value: str) -> str:
+    """`value` as a SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -129,10 +130,11 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     refresh_views(con, warehouse)
 
 
-def _committed_files(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT raw_file FROM audit.batch_log WHERE table_name = ? AND status = 'LOADED' "
-        "AND raw_file IS NOT NULL ORDER BY batch_date", [f"CBS_{table}"]).fetchall()]
+def committed_batches(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[dt.date, str]]:
+    """(batch date, raw file) of every committed batch of one table, in date order: what readers may see."""
+    return con.execute(
+        "SELECT batch_date, raw_file FROM audit.batch_log WHERE table_name = ? AND status = 'LOADED' "
+        "AND raw_file IS NOT NULL ORDER BY batch_date", [f"CBS_{table}"]).fetchall()
 
 
 def _read(warehouse: Path, files: list[str], shape: TableShape, snapshot: bool) -> str:
@@ -141,7 +143,7 @@ def _read(warehouse: Path, files: list[str], shape: TableShape, snapshot: bool) 
     if not files:
         deleted = "CAST(NULL AS BOOLEAN) AS is_deleted, " if snapshot else ""
         return f"SELECT CAST(NULL AS DATE) AS batch_date, {deleted}{shape.typed_nulls()} WHERE false"
-    paths = ", ".join(_sql_text(str(Path(warehouse) / f)) for f in files)
+    paths = ", ".join(sql_text(str(Path(warehouse) / f)) for f in files)
     deleted = "is_deleted, " if snapshot else ""
     return (f"SELECT batch_date, {deleted}{names} FROM read_parquet([{paths}], hive_partitioning = true, "
             f"hive_types = {{'batch_date': DATE}})")
@@ -156,7 +158,7 @@ def refresh_views(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
     """
     for table, shape in shapes().items():
         name = table_name(table)
-        files = _committed_files(con, table)
+        files = [raw_file for _, raw_file in committed_batches(con, table)]
         if table in FACT_TABLES:
             con.execute(f"CREATE OR REPLACE VIEW raw.{name} AS {_read(warehouse, files, shape, False)}")
             continue
@@ -213,7 +215,7 @@ class StagedBatch:
 def _copy(con: duckdb.DuckDBPyConnection, select_sql: str, target: Path) -> int:
     """Write `select_sql` to one Parquet file; return the rows written (COPY reports them)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return int(con.execute(f"COPY ({select_sql}) TO {_sql_text(str(target))} ({PARQUET_OPTIONS})").fetchone()[0])
+    return int(con.execute(f"COPY ({select_sql}) TO {sql_text(str(target))} ({PARQUET_OPTIONS})").fetchone()[0])
 
 
 def _diff_sql(shape: TableShape, current: str, previous: str, skip_reused: bool = False) -> str:
@@ -340,7 +342,7 @@ def apply_staged(con: duckdb.DuckDBPyConnection, warehouse: Path, staged: Staged
             con.execute(f"INSERT INTO raw_state.{name} SELECT {columns} FROM {snapshot_temp(table)}")
             continue
         # Only the keys that changed: a 1 M-customer snapshot changes by a few hundred rows a day.
-        changes = f"read_parquet({_sql_text(str(Path(warehouse) / staged.entries[table][0]))}, hive_partitioning = false)"
+        changes = f"read_parquet({sql_text(str(Path(warehouse) / staged.entries[table][0]))}, hive_partitioning = false)"
         con.execute(f"DELETE FROM raw_state.{name} WHERE {key} IN (SELECT {key} FROM {changes})")
         con.execute(f"INSERT INTO raw_state.{name} SELECT {columns} FROM {snapshot_temp(table)} AS n "
                     f"SEMI JOIN (SELECT {key} FROM {changes} WHERE NOT is_deleted) AS c ON c.{key} = n.{key}")
