@@ -53,6 +53,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # A month of a mid-size bank is small for Spark: few shuffle partitions, no UI port to collide on.
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         "spark.ui.enabled": "false",
+        # Stage progress bars would fill the run's log (a worker's stderr) with carriage-return noise.
+        "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": settings.spark_driver_memory,
     }
 
