@@ -163,14 +163,20 @@ def refresh_views(con: duckdb.DuckDBPyConnection, warehouse: Path) -> None:
             con.execute(f"CREATE OR REPLACE VIEW raw.{name} AS {_read(warehouse, files, shape, False)}")
             continue
         con.execute(f"CREATE OR REPLACE VIEW raw.{name}_changes AS {_read(warehouse, files, shape, True)}")
-        con.execute(f"""
-            CREATE OR REPLACE VIEW raw.{name}_versions AS
-            SELECT batch_date AS valid_from, valid_to, {', '.join(shape.names)}
-            FROM (
-                SELECT *, lead(batch_date) OVER (PARTITION BY {shape.key} ORDER BY batch_date) AS valid_to
-                FROM raw.{name}_changes
-            )
-            WHERE NOT is_deleted""")
+        con.execute(versions_view_sql(name, shape))
+
+
+def versions_view_sql(name: str, shape: TableShape) -> str:
+    """`raw.<name>_versions` over `raw.<name>_changes`: each version's validity [valid_from, valid_to), deletions
+    dropped. Plain SQL both engines run (flows/stages/spark_inputs.py sends it to Spark)."""
+    return f"""
+        CREATE OR REPLACE VIEW raw.{name}_versions AS
+        SELECT batch_date AS valid_from, valid_to, {', '.join(shape.names)}
+        FROM (
+            SELECT *, lead(batch_date) OVER (PARTITION BY {shape.key} ORDER BY batch_date) AS valid_to
+            FROM raw.{name}_changes
+        ) AS changes
+        WHERE NOT is_deleted"""
 
 
 def state_at_sql(table: str, day: dt.date) -> str:

@@ -97,14 +97,7 @@ def raw_table_statements(session: Any, con: duckdb.DuckDBPyConnection, settings:
             statements.append(f"ALTER TABLE raw.{stored} ADD IF NOT EXISTS " + " ".join(
                 f"PARTITION (batch_date = '{day}') LOCATION '{wanted[day]}'" for day in new))
         if table in raw_zone.SNAPSHOT_TABLES:
-            statements.append(f"""
-            CREATE OR REPLACE VIEW raw.{name}_versions AS
-            SELECT batch_date AS valid_from, valid_to, {', '.join(shape.names)}
-            FROM (
-                SELECT *, lead(batch_date) OVER (PARTITION BY {shape.key} ORDER BY batch_date) AS valid_to
-                FROM raw.{name}_changes
-            ) AS changes
-            WHERE NOT is_deleted""")
+            statements.append(raw_zone.versions_view_sql(name, shape))
     return statements
 
 
