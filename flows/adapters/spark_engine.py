@@ -33,8 +33,14 @@ def catalog_conf(spark_dir: Path, warehouse_dir: str) -> dict[str, str]:
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={spark_dir}",
         # Dates and naive timestamps mean Asia/Shanghai everywhere (flows.months).
         "spark.sql.session.timeZone": "Asia/Shanghai",
-        # ANSI: overflow and bad casts raise instead of returning NULL, as in DuckDB.
+        # ANSI: overflow and bad casts raise instead of returning NULL, as in DuckDB. dbt-spark turns it off
+        # for the statements it sends (its credentials force it), so in the build an overflow is a NULL,
+        # which the models' not_null tests and the gate refuse.
         "spark.sql.ansi.enabled": "true",
+        # Exact decimals: a product or sum keeps its scale and overflows (an error, or NULL as above) rather
+        # than being rounded to 6 places when its type would pass 38 digits. profiles.yml sets it for
+        # dbt's statements too, also on a Thrift server.
+        "spark.sql.decimalOperations.allowPrecisionLoss": "false",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         # Dynamic partition pruning fails on some of the models' joins of month-partitioned tables ("Task not
         # serializable: InMemoryFileIndex"); each model already filters the months it reads.

@@ -71,3 +71,16 @@ def test_every_published_table_equals_the_duckdb_build(published_warehouse, spar
     assert months == 3
     assert counts["customer_segment"] > 800 and counts["customer_tier"] >= counts["customer_segment"]
     assert restricted_counts["aml_customer_risk"] > 0 and restricted_counts["aml_trigger_transactions"] > 0
+
+
+def test_the_dbt_unit_tests_pass_on_spark(spark_built_warehouse, tmp_path, monkeypatch) -> None:
+    """The models' unit tests (run on DuckDB by tests/dbt) pass on Spark with the same fixtures and expected
+    rows: e.g. 10.01 HKD × 0.912345 = 9.13257345 CNY, exact to 8 places where Spark's default decimal
+    arithmetic rounds a wide product to 6."""
+    from flows.adapters.dbt_runner import run_dbt
+
+    monkeypatch.setenv("TIERING_DBT_THREADS", "2")
+    result = run_dbt(["test", "--select", "test_type:unit", "--target-path", str(tmp_path / "target"),
+                      "--log-path", str(tmp_path / "logs")], spark_built_warehouse)
+    assert result.success, result.error_message()
+    assert result.nodes_run >= 50  # every unit test ran, not an empty selection
