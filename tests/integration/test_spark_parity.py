@@ -19,32 +19,34 @@ pytestmark = [pytest.mark.spark, pytest.mark.integration]
 BOOKKEEPING = frozenset({"release_log", "release_months"})
 
 
-def _tables(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, list[tuple[str, str]]]:
-    rows = con.execute("SELECT table_name, column_name, data_type FROM duckdb_columns() "
-                       "WHERE database_name = ? AND schema_name = 'main' AND NOT internal ORDER BY table_name, column_index",
-                       [database]).fetchall()
-    tables: dict[str, list[tuple[str, str]]] = {}
-    for table, column, data_type in rows:
-        tables.setdefault(table, []).append((column, data_type))
+def _tables(con: duckdb.DuckDBPyConnection, database: str, schemas: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """(schema, table) → [(column, type)] in column order, for the schemas the SQL predicate `schemas` keeps."""
+    rows = con.execute("SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
+                       f"WHERE database_name = ? AND ({schemas}) AND NOT internal "
+                       "ORDER BY schema_name, table_name, column_index", [database]).fetchall()
+    tables: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for schema, table, column, data_type in rows:
+        tables.setdefault((schema, table), []).append((column, data_type))
     return tables
+
+
+def _unmatched(con: duckdb.DuckDBPyConnection, compared: str, left: str, right: str) -> tuple[int, int]:
+    """Rows (of the columns `compared`) only in `left`, and only in `right`, counting duplicates."""
+    return tuple(con.execute(f"SELECT count(*) FROM (SELECT {compared} FROM {a} EXCEPT ALL "
+                             f"SELECT {compared} FROM {b})").fetchone()[0] for a, b in ((left, right), (right, left)))
 
 
 def _differences(con: duckdb.DuckDBPyConnection, database_pair: tuple[str, str]) -> tuple[dict, dict]:
     duck, spark = database_pair
-    duck_tables, spark_tables = _tables(con, duck), _tables(con, spark)
+    duck_tables, spark_tables = (_tables(con, db, "schema_name = 'main'") for db in database_pair)
     assert sorted(spark_tables) == sorted(duck_tables)
     counts, differences = {}, {}
-    for table, columns in duck_tables.items():
-        assert spark_tables[table] == columns, f"{table}: columns or types differ"
+    for (_, table), columns in duck_tables.items():
+        assert spark_tables[("main", table)] == columns, f"{table}: columns or types differ"
         compared = "count(*)" if table in BOOKKEEPING else ", ".join(f'"{name}"' for name, _ in columns)
-        (rows,) = con.execute(f"SELECT count(*) FROM {duck}.main.{table}").fetchone()
-        (only_duck,) = con.execute(f"SELECT count(*) FROM (SELECT {compared} FROM {duck}.main.{table} EXCEPT ALL "
-                                   f"SELECT {compared} FROM {spark}.main.{table})").fetchone()
-        (only_spark,) = con.execute(f"SELECT count(*) FROM (SELECT {compared} FROM {spark}.main.{table} EXCEPT ALL "
-                                    f"SELECT {compared} FROM {duck}.main.{table})").fetchone()
-        counts[table] = rows
-        if only_duck or only_spark:
-            differences[table] = (only_duck, only_spark)
+        (counts[table],) = con.execute(f"SELECT count(*) FROM {duck}.main.{table}").fetchone()
+        if any(only := _unmatched(con, compared, f"{duck}.main.{table}", f"{spark}.main.{table}")):
+            differences[table] = only
     return counts, differences
 
 
@@ -73,16 +75,6 @@ def test_every_published_table_equals_the_duckdb_build(published_warehouse, spar
     assert restricted_counts["aml_customer_risk"] > 0 and restricted_counts["aml_trigger_transactions"] > 0
 
 
-def _built_tables(con: duckdb.DuckDBPyConnection, database: str) -> dict[tuple[str, str], dict[str, str]]:
-    """(schema, table) → {column: type} of the dbt-built relations (schemas main_*) of an attached working DB."""
-    rows = con.execute("SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns() "
-                       "WHERE database_name = ? AND starts_with(schema_name, 'main_')", [database]).fetchall()
-    tables: dict[tuple[str, str], dict[str, str]] = {}
-    for schema, table, column, data_type in rows:
-        tables.setdefault((schema, table), {})[column] = data_type
-    return tables
-
-
 def test_every_table_dbt_built_on_spark_equals_the_duckdb_build(published_warehouse, spark_built_warehouse) -> None:
     """Not only the published tables: every table of the Spark build (intermediate ones too, at their full
     8 decimal places, where a rounding would not reach a published cent) equals the DuckDB build's."""
@@ -90,7 +82,9 @@ def test_every_table_dbt_built_on_spark_equals_the_duckdb_build(published_wareho
     with duckdb.connect() as con:
         _attach(con, duck_warehouse / "tiering.duckdb", "duck")
         _attach(con, spark_built_warehouse.working_db, "spark")
-        duck_tables, spark_tables = _built_tables(con, "duck"), _built_tables(con, "spark")
+        # Order aside: a Spark table puts its partition column last unless a contract orders it.
+        duck_tables, spark_tables = ({key: dict(columns) for key, columns in _tables(
+            con, db, "starts_with(schema_name, 'main_')").items()} for db in ("duck", "spark"))
         differences = {}
         for (schema, table), columns in spark_tables.items():
             expected = duck_tables[(schema, table)]
@@ -100,12 +94,8 @@ def test_every_table_dbt_built_on_spark_equals_the_duckdb_build(published_wareho
             assert {n: t for n, t in columns.items() if n not in lists} == {
                 n: t for n, t in expected.items() if n not in lists}, f"{schema}.{table}: columns or types differ"
             compared = ", ".join(f'"{name}"' for name in sorted(set(columns) - lists))
-            relations = (f"duck.{schema}.{table}", f"spark.{schema}.{table}")
-            only = [con.execute(f"SELECT count(*) FROM (SELECT {compared} FROM {a} EXCEPT ALL "
-                                f"SELECT {compared} FROM {b})").fetchone()[0]
-                    for a, b in (relations, relations[::-1])]
-            if any(only):
-                differences[f"{schema}.{table}"] = tuple(only)
+            if any(only := _unmatched(con, compared, f"duck.{schema}.{table}", f"spark.{schema}.{table}")):
+                differences[f"{schema}.{table}"] = only
     assert differences == {}
     assert {("main_intermediate", "int_customer_monthly_balance_sums"),
             ("main_intermediate", "int_aml_trigger_transactions"), ("main_marts", "customer_segment"),
