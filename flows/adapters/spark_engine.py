@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from flows.settings import Settings
+from flows.sql_literals import sql_text
 
 
 def catalog_conf(spark_dir: Path, warehouse_dir: str) -> dict[str, str]:
@@ -92,10 +93,6 @@ def spark_session(settings: Settings) -> Any:
     return session
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 # Spark's names of the types the models produce → DuckDB's (for an empty table, which has no file to read).
 _DUCKDB_TYPES = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "smallint": "SMALLINT",
                  "tinyint": "TINYINT", "boolean": "BOOLEAN", "date": "DATE", "timestamp_ntz": "TIMESTAMP",
@@ -154,7 +151,7 @@ def built_table_views(session: Any, settings: Settings) -> list[tuple[str, str, 
             pattern = folder.joinpath(*(["*"] * len(partitions)), "*.parquet")
             if any(folder.glob(str(pattern.relative_to(folder)))):
                 hive_types = ", ".join(f"'{name}': '{types[name]}'" for name in partitions)
-                source = (f"read_parquet({_sql_text(str(pattern))}, hive_partitioning = {bool(partitions)}"
+                source = (f"read_parquet({sql_text(str(pattern))}, hive_partitioning = {bool(partitions)}"
                           + (f", hive_types = {{{hive_types}}}" if partitions else "") + ")")
                 select = ", ".join(f'"{name}"' for name in order)
                 views.append((database, table.name, f"SELECT {select} FROM {source}"))

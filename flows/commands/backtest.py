@@ -31,6 +31,7 @@ from flows.rules import Rules, load_rules
 from flows.rules_diff import NO_CHANGE, rule_changes
 from flows.rules_lines import check_candidate
 from flows.settings import Settings
+from flows.sql_literals import sql_text
 
 # Classification columns of customer_segment (docs/ARCHITECTURE.md, issue 3), compared when both the
 # published release and the candidate have them.
@@ -297,8 +298,8 @@ def compare(published_db: Path, candidate_db: Path, as_of: dt.date,
     """Migration matrices published → candidate for the month, and the rule-set versions of both."""
     con = duckdb.connect()
     try:
-        con.execute(f"attach '{_sql_path(published_db)}' as pub (read_only)")
-        con.execute(f"attach '{_sql_path(candidate_db)}' as cand (read_only)")
+        con.execute(f"attach {sql_text(str(published_db))} as pub (read_only)")
+        con.execute(f"attach {sql_text(str(candidate_db))} as cand (read_only)")
         shared = _shared_columns(con)
         pairs = ", ".join(f"c.{col} as cur_{col}, n.{col} as cand_{col}" for col in ["value_tier", *shared])
         con.execute(f"""
@@ -324,10 +325,6 @@ def compare(published_db: Path, candidate_db: Path, as_of: dt.date,
     finally:
         con.close()
     return results, versions
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _shared_columns(con) -> list[str]:
@@ -378,8 +375,8 @@ def list_movers(published_db: Path, candidate_db: Path, as_of: dt.date,
     order = {code: rank for rank, code in enumerate(reversed(_value_tier_order(rules)))}  # lowest first
     con = duckdb.connect()
     try:
-        con.execute(f"attach '{_sql_path(published_db)}' as pub (read_only)")
-        con.execute(f"attach '{_sql_path(candidate_db)}' as cand (read_only)")
+        con.execute(f"attach {sql_text(str(published_db))} as pub (read_only)")
+        con.execute(f"attach {sql_text(str(candidate_db))} as cand (read_only)")
         rows = con.execute(f"""
             select coalesce(c.cust_id, n.cust_id), coalesce(c.branch_id, n.branch_id),
                    coalesce(c.cust_type, n.cust_type), c.cust_name_masked, c.mobile_masked,

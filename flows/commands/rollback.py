@@ -35,6 +35,7 @@ import duckdb
 
 from flows.months import SHANGHAI, bank_time
 from flows.settings import EXPORTS_LINK, PUBLISHED_DB, RELEASES_DIR, Settings
+from flows.sql_literals import sql_text
 from flows.stages.publishing import (
     ACTION_PUBLISH,
     ACTION_ROLLBACK,
@@ -51,7 +52,6 @@ from flows.stages.publishing import (
     _prepare_restricted_dir,
     _remove,
     _restrict_tree_modes,
-    _sql_path,
     _Written,
     exports_target,
 )
@@ -205,7 +205,7 @@ def _file_rows(files: dict[str, dict[date, Path]], duckdb_config: dict[str, str]
     con = duckdb.connect(config=dict(duckdb_config or {}))
     try:
         rows = con.execute(f"SELECT file_name, num_rows FROM parquet_file_metadata("
-                           f"[{', '.join(_sql_path(p) for p in paths)}])").fetchall()
+                           f"[{', '.join(sql_text(str(p)) for p in paths)}])").fetchall()
     finally:
         con.close()
     return {Path(name): int(count) for name, count in rows}

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from flows.faults import crash_point
 from flows.overrides import ensure_snapshot_table
+from flows.sql_literals import sql_text
 from flows.stages import raw_zone
 
 TABLES = ("CUSTOMER", "ACCOUNT", "BALANCE", "TXN", "LOAN", "FX_RATE")
@@ -466,10 +467,6 @@ def database_folder(con: duckdb.DuckDBPyConnection) -> Path:
 # ------------------------------------------------------------------------------------------ validation
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _shown(column: str) -> str:
     # Values quoted in reasons are cut short so a garbage line cannot flood the quarantine.
     return f"'''' || left({column}, 40) || ''''"
@@ -480,20 +477,20 @@ def _field_checks(f: Field) -> list[tuple[str, str]]:
     v = f"v_{f.name}"
     checks = []
     if f.required:
-        checks.append((f"{v} IS NULL", _lit(f"empty required field {f.name}")))
+        checks.append((f"{v} IS NULL", sql_text(f"empty required field {f.name}")))
     bad = None
     if f.max_len:
         checks.append(
             (
                 f"length({v}) > {f.max_len}",
-                f"{_lit(f'field {f.name} longer than {f.max_len}: ')} || {_shown(v)}",
+                f"{sql_text(f'field {f.name} longer than {f.max_len}: ')} || {_shown(v)}",
             )
         )
     if f.kind == "code":
         bad = (
-            f"{v} NOT IN ({', '.join(_lit(c) for c in f.codes)})"
+            f"{v} NOT IN ({', '.join(sql_text(c) for c in f.codes)})"
             if f.codes
-            else f"NOT regexp_full_match({v}, {_lit(f.pattern)})"
+            else f"NOT regexp_full_match({v}, {sql_text(f.pattern)})"
         )
         what = "code"
     elif f.kind == "date":
@@ -503,14 +500,14 @@ def _field_checks(f: Field) -> list[tuple[str, str]]:
         bad = f"NOT regexp_full_match({v}, '[0-9]{{14}}') OR try_strptime({v}, '%Y%m%d%H%M%S') IS NULL"
         what = "timestamp"
     elif f.kind in _NUMBER_PATTERNS:
-        bad = f"NOT regexp_full_match({v}, {_lit(_NUMBER_PATTERNS[f.kind])})"
+        bad = f"NOT regexp_full_match({v}, {sql_text(_NUMBER_PATTERNS[f.kind])})"
         what = "number"
     if bad:
         checks.append(
-            (f"{v} IS NOT NULL AND ({bad})", f"{_lit(f'bad {what} in field {f.name}: ')} || {_shown(v)}")
+            (f"{v} IS NOT NULL AND ({bad})", f"{sql_text(f'bad {what} in field {f.name}: ')} || {_shown(v)}")
         )
     if f.positive:
-        checks.append((f"{_typed(f)} <= 0", f"{_lit(f'field {f.name} must be > 0: ')} || {_shown(v)}"))
+        checks.append((f"{_typed(f)} <= 0", f"{sql_text(f'field {f.name} must be > 0: ')} || {_shown(v)}"))
     return checks
 
 
@@ -528,7 +525,7 @@ def _typed(f: Field) -> str:
 
 def _row_checks(table: str, batch_date: dt.date) -> list[tuple[str, str]]:
     """Checks that involve several fields of a row or the batch date."""
-    day, tag = f"DATE '{batch_date.isoformat()}'", _lit(date_tag(batch_date))
+    day, tag = f"DATE '{batch_date.isoformat()}'", sql_text(date_tag(batch_date))
     if table == "CUSTOMER":
         checks = [
             (
@@ -580,8 +577,8 @@ def _stage_sql(table: str, lines_view: str, batch_date: dt.date, encoding: str) 
     n = len(fields)
     raw_cols = ", ".join(f"nullif(f[{i}], '') AS v_{f.name}" for i, f in enumerate(fields, 1))
     checks = [
-        ("bad", _lit(f"undecodable bytes in {encoding}")),
-        (f"nf <> {n}", f"'field count ' || nf || {_lit(f', expected {n}')}"),
+        ("bad", sql_text(f"undecodable bytes in {encoding}")),
+        (f"nf <> {n}", f"'field count ' || nf || {sql_text(f', expected {n}')}"),
     ]
     for f in fields:
         checks += _field_checks(f)
@@ -812,7 +809,7 @@ def _load(
             con.execute(
                 "INSERT INTO audit.quarantine "
                 + " UNION ALL ".join(
-                    f"""(SELECT $d, 'CBS_{t}', {_lit(files[t].control.file_name)}, v.line_no,
+                    f"""(SELECT $d, 'CBS_{t}', {sql_text(files[t].control.file_name)}, v.line_no,
                             rtrim(l.line, chr(13) || chr(10)), v.reason, $now
                          FROM v_{t.lower()} v JOIN lines_{t.lower()} l ON l.line_no = v.line_no
                          WHERE v.reason IS NOT NULL)"""

@@ -43,6 +43,7 @@ import duckdb
 from flows.faults import crash_point
 from flows.months import SHANGHAI, bank_time
 from flows.settings import Settings
+from flows.sql_literals import sql_text
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,6 @@ class Release:
     # The restricted AML release (None when the working database has no AML marts).
     restricted_db: Path | None = None
     restricted_row_counts: dict[str, int] = field(default_factory=dict)
-
-
-def _sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _month_text(months: list[date]) -> str:
@@ -250,7 +247,7 @@ def _write_release_folder(con: duckdb.DuckDBPyConnection, tmp_folder: Path, fina
                 count = con.execute(
                     f"COPY (SELECT {', '.join(columns)} FROM working.main_marts.{table} "
                     f"WHERE as_of_month = DATE '{month.isoformat()}' ORDER BY {ROW_ORDER[table]}) "
-                    f"TO {_sql_path(target)} ({PARQUET_OPTIONS})").fetchone()[0]
+                    f"TO {sql_text(str(target))} ({PARQUET_OPTIONS})").fetchone()[0]
                 written.rows_written[(table, month)] = int(count)
                 if file_mode is not None:
                     os.chmod(target, file_mode)
@@ -266,7 +263,7 @@ def _build_catalog(tmp: Path, written: _Written, tables: tuple[str, ...], log_dd
     try:
         con.execute("SET enable_progress_bar = false")
         for table in tables:
-            paths = ", ".join(_sql_path(p) for _, p in sorted(written.files[table].items()))
+            paths = ", ".join(sql_text(str(p)) for _, p in sorted(written.files[table].items()))
             # union_by_name: a column added in a later month shows (NULL before it) instead of hiding.
             source = (f"read_parquet([{paths}], hive_partitioning = true, union_by_name = true, "
                       "hive_types = {'as_of_month': DATE})")
@@ -277,7 +274,7 @@ def _build_catalog(tmp: Path, written: _Written, tables: tuple[str, ...], log_dd
             counts[table] = con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0]
         con.execute(log_ddl)
         if previous_catalog.exists():
-            con.execute(f"ATTACH {_sql_path(previous_catalog)} AS previous (READ_ONLY)")
+            con.execute(f"ATTACH {sql_text(str(previous_catalog))} AS previous (READ_ONLY)")
             con.execute("INSERT INTO main.release_log BY NAME SELECT * FROM previous.main.release_log")
             con.execute("DETACH previous")
             # Rows of a catalog older than the action column were all publications.
@@ -350,7 +347,7 @@ def _write_crm_csv(con: duckdb.DuckDBPyConnection, tmp_folder: Path, months: lis
         columns = _columns(con, CRM_TABLE)
         con.execute(f"COPY (SELECT {', '.join(columns)} FROM working.main_marts.{CRM_TABLE} "
                     f"WHERE as_of_month = DATE '{month.isoformat()}' ORDER BY {ROW_ORDER[CRM_TABLE]}) "
-                    f"TO {_sql_path(plain)} (FORMAT csv, HEADER true)")
+                    f"TO {sql_text(str(plain))} (FORMAT csv, HEADER true)")
         with open(plain, "rb") as source, open(target, "wb") as out:
             out.write(UTF8_BOM)
             shutil.copyfileobj(source, out, 1 << 20)
@@ -508,7 +505,7 @@ def publish_release(settings: Settings, months: list[date], gate_runs: dict[date
         con = duckdb.connect(config=dict(duckdb_config or {}))
         try:
             con.execute("SET enable_progress_bar = false")
-            con.execute(f"ATTACH {_sql_path(working_db)} AS working (READ_ONLY)")
+            con.execute(f"ATTACH {sql_text(str(working_db))} AS working (READ_ONLY)")
             for month in months:
                 if not con.execute("SELECT count(*) FROM working.main_marts.customer_segment "
                                    "WHERE as_of_month = ?", [month]).fetchone()[0]:

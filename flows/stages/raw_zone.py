@@ -37,6 +37,7 @@ from pathlib import Path
 import duckdb
 
 from flows.settings import RAW_DIR
+from flows.sql_literals import sql_text
 
 FACT_TABLES = ("BALANCE", "TXN", "FX_RATE")
 SNAPSHOT_TABLES = ("CUSTOMER", "ACCOUNT", "LOAN")
@@ -80,11 +81,6 @@ def _unlink_with_folder(path: Path) -> None:
 def new_load_id() -> str:
     """A fresh id naming one load's files (never reused, so a new file never overwrites a committed one)."""
     return uuid.uuid4().hex
-
-
-def sql_text(value: str) -> str:
-    """`value` as a SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 # ------------------------------------------------------------------------------------------ schema

@@ -22,6 +22,7 @@ import duckdb
 
 from flows.adapters.spark_engine import spark_session
 from flows.settings import Settings
+from flows.sql_literals import sql_text
 from flows.stages import raw_zone
 
 # Inputs the models read that live in the working DuckDB file (ingestion's and the override log's).
@@ -110,7 +111,7 @@ def _export_inputs(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[s
     for schema, table in DUCKDB_INPUTS:
         target = folder / f"{schema}.{table}.parquet"
         partial = target.with_suffix(".parquet.partial")
-        con.execute(f"COPY (SELECT * FROM {schema}.{table}) TO {raw_zone.sql_text(str(partial))} "
+        con.execute(f"COPY (SELECT * FROM {schema}.{table}) TO {sql_text(str(partial))} "
                     f"(FORMAT parquet, COMPRESSION zstd)")
         os.replace(partial, target)
         statements += [f"CREATE DATABASE IF NOT EXISTS {schema}",
